@@ -1,0 +1,337 @@
+"""The Metering API call: one RegisterUsage attempt, its outcome classified.
+
+This is the thin I/O layer under the retry loop. A `MeteringClient` makes exactly one attempt and
+either returns the answer, raises `Transient` (worth retrying: throttling, server faults, the
+network) or raises a final `EntrypointError` that says what the operator must fix.
+
+`BotocoreMeteringClient` uses botocore's own credential chain, SigV4 signer, endpoint resolution
+(so ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` works) and wire protocol, with botocore's retries
+switched off: retries, deadline and logging belong to `entrypoint.register`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ._version import __version__
+from .errors import (
+    ConfigurationError,
+    EntrypointError,
+    NotEntitledError,
+    PlatformNotSupportedError,
+    ServiceError,
+    VerificationError,
+    one_line,
+)
+
+if TYPE_CHECKING:
+    from botocore.session import Session
+    from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
+
+__all__ = [
+    "BotocoreMeteringClient",
+    "MeteringClient",
+    "RegisterUsageAnswer",
+    "StaticCredentials",
+    "Transient",
+    "classify_client_error",
+]
+
+IAM_ACTION = "aws-marketplace:RegisterUsage"
+_ROLE_REMEDY = (
+    f"give the task an IAM role allowing {IAM_ACTION} (ECS task role, or IRSA on EKS; managed "
+    "policy AWSMarketplaceMeteringRegisterUsage)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterUsageAnswer:
+    """A successful RegisterUsage response, not yet verified."""
+
+    signature: str
+    public_key_rotation: datetime | None = None
+
+
+class Transient(Exception):  # noqa: N818 - names an outcome, not a failure of ours
+    """An attempt failed in a way worth retrying. ``code`` names it for the log."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        self.code = one_line(code, 80)
+        self.detail = one_line(detail, 200)
+        super().__init__(f"{self.code}: {self.detail}" if self.detail else self.code)
+
+
+class MeteringClient(Protocol):
+    """One RegisterUsage attempt. ``timeout`` caps the attempt in seconds (None: the default)."""
+
+    def register_usage(
+        self,
+        *,
+        product_code: str,
+        public_key_version: int,
+        nonce: str,
+        timeout: float | None = None,
+    ) -> RegisterUsageAnswer: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Explicit credentials (the demo and tests). Production uses botocore's provider chain."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print a secret, even by accident
+        return f"StaticCredentials(access_key_id={self.access_key_id[:4]}…)"
+
+
+# Errors RegisterUsage models, plus the ones AWS's front end gives for credentials and signing.
+_FINAL_CONFIGURATION: Mapping[str, str] = {
+    "InvalidProductCodeException": "the product code does not match an AWS Marketplace listing; "
+    "check MARKETPLACE_PRODUCT_CODE and the keys directory against the Management Portal",
+    "InvalidPublicKeyVersionException": "AWS does not know this public key version for the "
+    "product; check MARKETPLACE_PUBLIC_KEY_VERSION and the v<N>.pem files",
+    "InvalidRegionException": "RegisterUsage must be called in the Region the task runs in; "
+    "check AWS_REGION / AWS_DEFAULT_REGION",
+    "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
+    "AWS Marketplace supports",
+    "AccessDeniedException": _ROLE_REMEDY,
+    "AccessDenied": _ROLE_REMEDY,
+    "UnrecognizedClientException": "the credentials are not valid AWS credentials; " + _ROLE_REMEDY,
+    "InvalidClientTokenId": "the access key is not valid; " + _ROLE_REMEDY,
+    "ExpiredTokenException": "the credentials have expired; use the task role or IRSA, whose "
+    "credentials are refreshed automatically",
+    "ExpiredToken": "the credentials have expired; use the task role or IRSA, whose credentials "
+    "are refreshed automatically",
+    "InvalidSignatureException": "the request signature was refused; check the secret key and "
+    "this host's clock",
+    "SignatureDoesNotMatch": "the request signature was refused; check the secret key and this "
+    "host's clock",
+    "IncompleteSignature": "the request signature was incomplete; check the credentials",
+    "MissingAuthenticationTokenException": "the request was not signed; " + _ROLE_REMEDY,
+    "MissingAuthenticationToken": "the request was not signed; " + _ROLE_REMEDY,
+}
+_RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "InternalServiceErrorException",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def classify_client_error(code: str, status: int, message: str) -> EntrypointError | Transient:
+    """Map a Metering error response to what the bootstrap must do about it.
+
+    AWS: retry ThrottlingException (and server faults) "for up to 30 minutes, with exponential
+    back off"; "if your container image ... receives an exception other than ThrottlingException
+    at container startup, you should terminate the container".
+    """
+    shown = one_line(message, 200)
+    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
+        return Transient(code or f"HTTP {status}", shown)
+    if code == "CustomerNotEntitledException":
+        return NotEntitledError(
+            f"the buyer has no active subscription to this product (CustomerNotEntitledException"
+            f"{': ' + shown if shown else ''})",
+            remedy="the buyer must subscribe to the product in AWS Marketplace",
+        )
+    if code == "PlatformNotSupportedException":
+        return PlatformNotSupportedError(
+            f"RegisterUsage is only answered on Amazon ECS, Amazon EKS and AWS Fargate "
+            f"(PlatformNotSupportedException{': ' + shown if shown else ''})",
+            remedy="run the product on ECS, EKS or Fargate; use `marketplace-entrypoint demo` "
+            "to try it locally",
+        )
+    remedy = _FINAL_CONFIGURATION.get(code)
+    if remedy is not None:
+        return ConfigurationError(f"RegisterUsage refused: {code}: {shown}", remedy=remedy)
+    return ServiceError(
+        f"RegisterUsage refused with HTTP {status} {code or '(no error code)'}: {shown}",
+        remedy="the container was stopped as AWS requires for errors other than throttling; "
+        "report this if it persists",
+    )
+
+
+def _parse_rotation(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    raise VerificationError(
+        f"answer's PublicKeyRotationTimestamp is {type(value).__name__}, not a timestamp",
+        remedy="the workload was not started",
+    )
+
+
+def answer_from_response(response: Mapping[str, Any]) -> RegisterUsageAnswer:
+    """Check the parsed response's shape: a non-empty string Signature, an optional timestamp."""
+    signature = response.get("Signature")
+    if not isinstance(signature, str) or not signature:
+        raise VerificationError(
+            "the RegisterUsage answer carried no Signature",
+            remedy="the workload was not started",
+        )
+    return RegisterUsageAnswer(
+        signature=signature,
+        public_key_rotation=_parse_rotation(response.get("PublicKeyRotationTimestamp")),
+    )
+
+
+class BotocoreMeteringClient:
+    """RegisterUsage through botocore, one attempt per call.
+
+    ``session`` defaults to a fresh botocore session (environment, shared config, container and
+    web-identity credentials: botocore's full provider chain). ``credentials`` overrides the chain
+    with explicit keys, for the demo and tests. ``endpoint_url`` overrides the endpoint; without
+    it botocore applies ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` and then the regional default.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 10.0,
+        endpoint_url: str | None = None,
+        credentials: StaticCredentials | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self.region = region
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.endpoint_url = endpoint_url
+        self._credentials = credentials
+        self._session = session
+        self._clients: dict[tuple[float, float], MarketplaceMeteringClient] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, connect: float, read: float) -> MarketplaceMeteringClient:
+        key = (round(connect, 2), round(read, 2))
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._create(*key)
+                self._clients[key] = client
+            return client
+
+    def _create(self, connect: float, read: float) -> MarketplaceMeteringClient:
+        import botocore.session
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError
+
+        if self._session is None:
+            self._session = botocore.session.get_session()
+        config = Config(
+            region_name=self.region,
+            connect_timeout=connect,
+            read_timeout=read,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            user_agent_extra=f"marketplace-entrypoint/{__version__}",
+        )
+        kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self._credentials is not None:
+            kwargs["aws_access_key_id"] = self._credentials.access_key_id
+            kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
+            kwargs["aws_session_token"] = self._credentials.session_token
+        try:
+            client = cast(
+                "MarketplaceMeteringClient",
+                self._session.create_client("meteringmarketplace", **kwargs),
+            )
+        except BotoCoreError as exc:
+            raise _classify_botocore(exc) from None
+        except ValueError as exc:  # botocore refuses malformed endpoint URLs with ValueError
+            raise ConfigurationError(
+                f"cannot create the Metering client: {one_line(exc, 200)}",
+                remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING and the AWS config file",
+            ) from None
+        return client
+
+    def register_usage(
+        self,
+        *,
+        product_code: str,
+        public_key_version: int,
+        nonce: str,
+        timeout: float | None = None,
+    ) -> RegisterUsageAnswer:
+        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
+
+        connect, read = self.connect_timeout, self.read_timeout
+        if timeout is not None:
+            # The last attempts before the deadline get shorter timeouts, so the whole
+            # bootstrap ends within the deadline (plus scheduling slack), not a timeout later.
+            connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
+        client = self._client(connect, read)
+        try:
+            response = client.register_usage(
+                ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
+            )
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise classify_client_error(
+                str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
+            ) from None
+        except BotoCoreError as exc:
+            raise _classify_botocore(exc) from None
+        except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
+            raise VerificationError(
+                f"the RegisterUsage answer could not be parsed ({one_line(exc, 200)})",
+                remedy="the workload was not started",
+            ) from None
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
+            raise ServiceError(
+                f"RegisterUsage failed unexpectedly ({type(exc).__name__}: {one_line(exc, 200)})",
+                remedy="the workload was not started; report this if it persists",
+            ) from None
+        return answer_from_response(response)
+
+
+def _classify_botocore(exc: Exception) -> EntrypointError | Transient:
+    """Map botocore's own (non-HTTP-status) failures."""
+    from botocore import exceptions as bx
+
+    text = one_line(exc, 200)
+    if isinstance(exc, bx.SSLError):
+        return ConfigurationError(
+            f"TLS to the Metering endpoint failed: {text}",
+            remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
+        )
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=_ROLE_REMEDY)
+    if isinstance(exc, bx.CredentialRetrievalError):
+        # The container credentials endpoint or STS is not ready yet: common in the first
+        # seconds of a task. Retried inside the deadline.
+        return Transient("CredentialRetrievalError", text)
+    if isinstance(exc, bx.NoRegionError | bx.InvalidRegionError):
+        return ConfigurationError(
+            f"invalid AWS Region ({text})", remedy="set AWS_REGION to the task's Region"
+        )
+    if isinstance(exc, bx.HTTPClientError | bx.ConnectionError):
+        return Transient(type(exc).__name__, text)
+    if isinstance(exc, bx.ProfileNotFound | bx.ConfigNotFound | bx.InvalidConfigError):
+        return ConfigurationError(
+            f"the AWS configuration is invalid ({text})",
+            remedy="check AWS_PROFILE, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE",
+        )
+    return ConfigurationError(
+        f"the AWS SDK refused the call ({type(exc).__name__}: {text})",
+        remedy="check the AWS configuration of the task",
+    )

@@ -1,0 +1,338 @@
+"""Verification of the RegisterUsage ``Signature``: the pure core of the product.
+
+`verify_signature` takes the token, the values the request carried, the public key object and
+``now``, and touches nothing else: no clock unless ``now`` is omitted, no files, no network, no
+logging. It returns a `VerifiedEntitlement` or raises `VerificationError` with the reason; nothing
+a parser raises escapes raw (sigstore 4.5.0's lesson, and pyjwt's hostile-token history).
+
+Why not ``jwt.decode``: the Signature is one fixed shape (JWS compact, PS256, four claims), and
+the general-purpose path is both looser and slower than what this needs. pyjwt's base64url
+decoding drops characters outside the alphabet, its JSON accepts duplicate member names, and its
+decode costs 2.5x the RSA-PSS verification itself. So the algorithm is not looked up at all:
+there is one code path, RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt (RFC 7518 §3.5),
+and the header's ``alg`` must name exactly that. pyjwt signs the emulator's tokens and, in the
+tests, checks that both implementations agree.
+
+Steps, in order (each failure names its step's reason):
+
+1. the key is an RSA public key of at least 2048 bits and not denylisted (`check_public_key`);
+2. the token is a string of at most `MAX_TOKEN_LENGTH` characters;
+3. it has exactly three non-empty segments of canonical, unpadded base64url (RFC 7515 §2, §7.1);
+4. the header is a UTF-8 JSON object without duplicate names, ``alg`` is exactly ``PS256``,
+   ``typ`` (if present) is ``JWT``, and there is no ``crit`` (RFC 7515 §4.1.11: we understand no
+   extension). ``kid``, ``jku``, ``x5u``, ``jwk``, ``x5c`` are ignored, never followed (RFC 8725
+   §3.10): the key is chosen by the version the request named;
+5. the signature is the key's modulus length and verifies over ``header.payload``;
+6. only then is the payload parsed: a UTF-8 JSON object without duplicate names;
+7. claims (camelCase as AWS's verifiers read them, PascalCase accepted too; every spelling present
+   is checked): ``productCode`` equals the request's, ``publicKeyVersion`` is the integer the
+   request named, ``nonce`` equals the request's (constant-time), ``iat`` is an integer
+   NumericDate not more than ``leeway`` seconds in the future.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, NoReturn
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from .errors import ConfigurationError, VerificationError, one_line
+from .keys import MIN_KEY_BITS, check_public_key
+
+__all__ = ["DEFAULT_IAT_LEEWAY", "MAX_TOKEN_LENGTH", "VerifiedEntitlement", "verify_signature"]
+
+# A real Signature is about 550 characters with a 2048-bit key and 255-character product code and
+# nonce would bring it near 1,400; 16 KiB leaves room for 16384-bit keys and refuses floods.
+MAX_TOKEN_LENGTH = 16 * 1024
+# SigV4 refuses requests whose clock is more than 5 minutes off AWS's (SignatureDoesNotMatch /
+# "Signature expired"), so any clock that could make the call at all passes this check.
+DEFAULT_IAT_LEEWAY = 300.0
+ALGORITHM = "PS256"
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
+_SHA256 = hashes.SHA256()
+# RFC 7519 NumericDate upper bound we accept at all: year 9999, so datetime can render it.
+_MAX_NUMERIC_DATE = 253402300799
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedEntitlement:
+    """Claims of a RegisterUsage Signature that verified. Immutable.
+
+    ``claims`` holds every claim of the payload, read-only, for callers that want more than the
+    four that were checked.
+    """
+
+    product_code: str
+    public_key_version: int
+    nonce: str
+    issued_at: int
+    claims: Mapping[str, Any]
+
+    @property
+    def issued_at_datetime(self) -> datetime:
+        """``iat`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.issued_at, tz=UTC)
+
+
+def _fail(reason: str) -> NoReturn:
+    raise VerificationError(reason, remedy="the workload was not started")
+
+
+def _show(value: object) -> str:
+    """A short, printable rendering of an untrusted value for a reason string."""
+    return one_line(repr(value), 60)
+
+
+def _b64url_decode(segment: str, name: str) -> bytes:
+    """Strict base64url (RFC 7515 §2): alphabet only, no padding, canonical trailing bits."""
+    if not segment:
+        _fail(f"{name} segment is empty")
+    if _B64URL.fullmatch(segment) is None:
+        _fail(f"{name} segment has characters outside unpadded base64url")
+    if len(segment) % 4 == 1:
+        _fail(f"{name} segment has an impossible base64url length ({len(segment)})")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):  # pragma: no cover - the regex admits only valid input
+        _fail(f"{name} segment is not valid base64url")
+    # Non-canonical encodings (set bits in the unused tail) decode to the same bytes as the
+    # canonical one; refuse them so that one payload has exactly one spelling.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        _fail(f"{name} segment is not canonical base64url (stray trailing bits)")
+    return raw
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate member name {one_line(repr(key), 60)}")
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _json_object(raw: bytes, name: str) -> dict[str, Any]:
+    """Parse ``raw`` as a UTF-8 JSON object with unique member names and standard numbers only."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{name} is not UTF-8")
+    try:
+        value = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except RecursionError:
+        _fail(f"{name} JSON is nested too deeply")
+    except ValueError as exc:  # JSONDecodeError, duplicates, NaN, oversized integers
+        _fail(f"{name} is not valid JSON: {one_line(exc, 120)}")
+    if not isinstance(value, dict):
+        _fail(f"{name} is JSON {type(value).__name__}, not an object")
+    return value
+
+
+def _claim(claims: Mapping[str, Any], camel: str) -> list[Any]:
+    """Every value given for a claim, under its camelCase and PascalCase spellings."""
+    pascal = camel[0].upper() + camel[1:]
+    values = [claims[k] for k in (camel, pascal) if k in claims]
+    if not values:
+        _fail(f"claim {camel} is missing")
+    return values
+
+
+def _check_expectations(product_code: object, public_key_version: object, nonce: object) -> None:
+    """The caller's expected values are ours to get right: a wrong type is a configuration bug."""
+    if not isinstance(product_code, str) or not product_code:
+        raise ConfigurationError("expected product_code must be a non-empty string")
+    if (
+        not isinstance(public_key_version, int)
+        or isinstance(public_key_version, bool)
+        or public_key_version < 1
+    ):
+        raise ConfigurationError("expected public_key_version must be an integer >= 1")
+    if not isinstance(nonce, str) or not nonce:
+        raise ConfigurationError("expected nonce must be a non-empty string")
+
+
+def verify_signature(
+    token: str | bytes,
+    *,
+    product_code: str,
+    public_key_version: int,
+    nonce: str,
+    public_key: object,
+    now: float | None = None,
+    leeway: float = DEFAULT_IAT_LEEWAY,
+    min_key_bits: int = MIN_KEY_BITS,
+) -> VerifiedEntitlement:
+    """Verify a RegisterUsage ``Signature`` against the request that produced it.
+
+    ``product_code``, ``public_key_version`` and ``nonce`` are the values the RegisterUsage request
+    carried; ``public_key`` is the seller's RSA public key object for that version (choose it by the
+    version you requested, never by anything in the token). ``now`` is seconds since the epoch
+    (default: the system clock).
+
+    Returns the verified claims. Raises `VerificationError` with the reason for any token that does
+    not verify, and `ConfigurationError` (`UntrustedKeyError`) for an unacceptable key or expected
+    value. No other exception escapes for any token.
+    """
+    _check_expectations(product_code, public_key_version, nonce)
+    key = check_public_key(public_key, min_bits=min_key_bits)  # step 1
+    try:
+        header_b64, payload_b64, signature = _split(token)  # steps 2-3
+        _check_header(header_b64)  # step 4
+        _check_signature(  # step 5
+            key,
+            header_b64=header_b64,
+            payload_b64=payload_b64,
+            signature=signature,
+            version=public_key_version,
+            product_code=product_code,
+        )
+        claims = _json_object(_b64url_decode(payload_b64, "payload"), "payload")  # step 6
+        issued_at = _check_claims(  # step 7
+            claims,
+            product_code=product_code,
+            public_key_version=public_key_version,
+            nonce=nonce,
+            now=now,
+            leeway=leeway,
+        )
+    except VerificationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - fail closed: anything unforeseen is a refusal
+        _fail(f"token could not be processed ({type(exc).__name__})")
+    return VerifiedEntitlement(
+        product_code=product_code,
+        public_key_version=public_key_version,
+        nonce=nonce,
+        issued_at=issued_at,
+        claims=MappingProxyType(claims),
+    )
+
+
+def _split(token: object) -> tuple[str, str, bytes]:
+    """Steps 2-3: a bounded ASCII string of three canonical base64url segments."""
+    if isinstance(token, bytes | bytearray):
+        if len(token) > MAX_TOKEN_LENGTH:
+            _fail(f"token is {len(token)} bytes, over the {MAX_TOKEN_LENGTH}-byte cap")
+        try:
+            token = bytes(token).decode("ascii")
+        except UnicodeDecodeError:
+            _fail("token is not ASCII")
+    if not isinstance(token, str):
+        _fail(f"token is {type(token).__name__}, not a string")
+    if len(token) > MAX_TOKEN_LENGTH:
+        _fail(f"token is {len(token)} characters, over the {MAX_TOKEN_LENGTH}-character cap")
+    if not token:
+        _fail("token is empty")
+    segments = token.split(".")
+    if len(segments) != 3:
+        _fail(f"token has {len(segments)} segments; a JWS compact serialization has 3")
+    header_b64, payload_b64, signature_b64 = segments
+    # Decode every segment now, so a malformed payload is refused before any RSA work.
+    _b64url_decode(header_b64, "header")
+    _b64url_decode(payload_b64, "payload")
+    return header_b64, payload_b64, _b64url_decode(signature_b64, "signature")
+
+
+def _check_header(header_b64: str) -> None:
+    """Step 4: the algorithm is pinned; no extension we would have to understand."""
+    header = _json_object(_b64url_decode(header_b64, "header"), "header")
+    alg = header.get("alg")
+    if type(alg) is not str or alg != ALGORITHM:
+        _fail(f"header alg is {_show(alg)}; only {ALGORITHM} is accepted")
+    if "crit" in header:
+        _fail(f"header has crit {_show(header['crit'])}; no critical extension is understood")
+    typ = header.get("typ")
+    if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
+        _fail(f"header typ is {_show(typ)}, not JWT")
+
+
+def _check_signature(
+    key: RSAPublicKey,
+    *,
+    header_b64: str,
+    payload_b64: str,
+    signature: bytes,
+    version: int,
+    product_code: str,
+) -> None:
+    """Step 5: RSASSA-PSS over the signing input, before the payload is parsed at all."""
+    modulus_bytes = (key.key_size + 7) // 8
+    if len(signature) != modulus_bytes:
+        _fail(f"signature is {len(signature)} bytes; public key v{version} needs {modulus_bytes}")
+    try:
+        key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"), _PSS, _SHA256)
+    except InvalidSignature:
+        _fail(f"signature does not verify with public key v{version} of product {product_code}")
+
+
+def _check_claims(
+    claims: Mapping[str, Any],
+    *,
+    product_code: str,
+    public_key_version: int,
+    nonce: str,
+    now: float | None,
+    leeway: float,
+) -> int:
+    """Step 7: every spelling of every claim equals what the request carried. Returns ``iat``."""
+    for value in _claim(claims, "productCode"):
+        _check_string_claim("productCode", value, product_code)
+        # Not secret, but compared the same way as the nonce: one comparison primitive.
+    for value in _claim(claims, "publicKeyVersion"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            _fail(f"claim publicKeyVersion is {type(value).__name__}, not an integer")
+        if value != public_key_version:
+            _fail(
+                f"claim publicKeyVersion is {_show(value)}, but the request named "
+                f"{public_key_version}"
+            )
+    for value in _claim(claims, "nonce"):
+        _check_string_claim("nonce", value, nonce)
+    values = _claim(claims, "iat")
+    reference = time.time() if now is None else now
+    for value in values:
+        if not isinstance(value, int) or isinstance(value, bool):
+            _fail(f"claim iat is {type(value).__name__}, not an integer NumericDate")
+        if not 0 <= value <= _MAX_NUMERIC_DATE:
+            _fail(f"claim iat {_show(value)} is out of range")
+        if value > reference + leeway:
+            _fail(
+                f"claim iat is {value - reference:.0f}s in the future (leeway {leeway:.0f}s); "
+                "check this host's clock"
+            )
+    if len(set(values)) != 1:
+        _fail("claims iat and Iat disagree")
+    issued_at: int = values[0]
+    return issued_at
+
+
+def _check_string_claim(name: str, value: object, expected: str) -> None:
+    if not isinstance(value, str):
+        _fail(f"claim {name} is {type(value).__name__}, not a string")
+    if not value:
+        _fail(f"claim {name} is empty")
+    if not hmac.compare_digest(value.encode("utf-8"), expected.encode("utf-8")):
+        if name == "nonce":
+            _fail("claim nonce does not match the request's nonce (replayed or foreign answer)")
+        _fail(f"claim {name} is {_show(value)}, but the request was for {expected}")
