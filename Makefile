@@ -1,0 +1,43 @@
+# The verbs people type. Each one sets up what it needs on a fresh machine (Python 3.11+).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test test-fast lint format clean
+
+$(VENV)/.runtime: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "marketplace-entrypoint needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet -e . --group dev
+	touch $@
+
+## demo: the whole bootstrap against the embedded Metering emulator
+demo: $(VENV)/.runtime
+	$(BIN)/marketplace-entrypoint demo
+
+## lint: ruff (lint and format) and mypy --strict
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## test: lint, then every test suite (what CI runs)
+test: lint
+	$(BIN)/pytest
+
+## test-fast: lint, then the suites not marked slow
+test-fast: lint
+	$(BIN)/pytest -m "not slow"
+
+format: $(VENV)/.dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

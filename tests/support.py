@@ -1,0 +1,191 @@
+"""Shared test machinery: cached keys, a token minter, and a runner for the real console script."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from entrypoint.emulator import Emulator
+
+REPO = Path(__file__).resolve().parent.parent
+CONSOLE_SCRIPT = Path(sys.executable).with_name("marketplace-entrypoint")
+WORKLOAD = Path(__file__).with_name("workload.py")
+
+# The jwt.io RS256 demo key, as printed in AWS's RegisterUsage documentation (public data: the
+# key is compromised, its private half is published). See ../shared/marketplace-facts.md.
+JWT_IO_DEMO_PUBLIC_PEM = b"""-----BEGIN PUBLIC KEY-----
+MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDdlatRjRjogo3WojgGHFHYLugd
+UWAY9iR3fy4arWNA1KoS8kVw33cJibXr8bvwUAUparCwlvdbH6dvEOfou0/gCFQs
+HUfQrSDv+MuSUMAe8jzKE4qW+jK+xQU9a03GUnKHkkle+Q0pX/g6jXZ7r1/xAK5D
+o2kQ+X5xK9cipRgEKwIDAQAB
+-----END PUBLIC KEY-----
+"""
+JWT_IO_DEMO_FINGERPRINT = "d2f8d7917928bbe7a457bdbaa0f69221a49b0fbc867ea34b700e9e78364d57e8"
+
+
+class KeyPool:
+    """RSA keys made once per test session and handed out by name (2048-bit: ~50 ms each)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, int, int], rsa.RSAPrivateKey] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, version: int = 1, bits: int = 2048) -> rsa.RSAPrivateKey:
+        with self._lock:
+            key = self._keys.get((name, version, bits))
+            if key is None:
+                key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+                self._keys[(name, version, bits)] = key
+            return key
+
+    def factory(self, product_code: str, version: int) -> rsa.RSAPrivateKey:
+        """An emulator key factory: the same product and version always get the same key."""
+        return self.get(product_code, version)
+
+
+KEYS = KeyPool()
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def encode_part(part: Mapping[str, Any] | bytes | str) -> bytes:
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, str):
+        return part.encode("utf-8")
+    return json.dumps(part, separators=(",", ":")).encode("utf-8")
+
+
+def pss_sign(key: rsa.RSAPrivateKey, data: bytes, salt_length: int = 32) -> bytes:
+    return key.sign(
+        data,
+        padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=salt_length),
+        hashes.SHA256(),
+    )
+
+
+def mint(
+    key: rsa.RSAPrivateKey,
+    payload: Mapping[str, Any] | bytes | str,
+    header: Mapping[str, Any] | bytes | str | None = None,
+    *,
+    salt_length: int = 32,
+) -> str:
+    """A compact JWS over exactly these header and payload bytes, signed PS256 with ``key``."""
+    head = encode_part({"alg": "PS256", "typ": "JWT"} if header is None else header)
+    signing_input = f"{b64url(head)}.{b64url(encode_part(payload))}"
+    signature = pss_sign(key, signing_input.encode("ascii"), salt_length)
+    return f"{signing_input}.{b64url(signature)}"
+
+
+def claims(
+    product_code: str = "prod-test",
+    version: int = 1,
+    nonce: str = "n" * 43,
+    iat: int = 1_790_000_000,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "productCode": product_code,
+        "publicKeyVersion": version,
+        "nonce": nonce,
+        "iat": iat,
+    }
+    body.update(extra)
+    return body
+
+
+def base_env(emulator: Emulator | str, **overrides: str | None) -> dict[str, str]:
+    """The environment of a bootstrap pointed at ``emulator`` (or an endpoint URL), isolated from
+    this machine's AWS configuration. ``None`` removes a variable. No LANG, like most images."""
+    url = emulator if isinstance(emulator, str) else emulator.url
+    region = "us-east-1" if isinstance(emulator, str) else emulator.region
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "AWS_REGION": region,
+        "AWS_ENDPOINT_URL_MARKETPLACE_METERING": url,
+        "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST",
+        "AWS_SECRET_ACCESS_KEY": "test-secret-access-key",
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "MARKETPLACE_RETRY_BASE_DELAY": "0.01",
+        "MARKETPLACE_RETRY_MAX_DELAY": "0.05",
+    }
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+@dataclass
+class Run:
+    """A finished console-script run."""
+
+    pid: int
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    @property
+    def last_line(self) -> str:
+        lines = self.stderr_lines
+        return lines[-1] if lines else ""
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    timeout: float = 60,
+    program: Sequence[str] | None = None,
+) -> Run:
+    """Run the installed ``marketplace-entrypoint`` console script (or ``program``) to the end."""
+    command = [*(program or [str(CONSOLE_SCRIPT)]), *args]
+    process = subprocess.Popen(
+        command,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"{command} did not finish in {timeout}s; stderr:\n{stderr}") from None
+    return Run(pid=process.pid, returncode=process.returncode, stdout=stdout, stderr=stderr)
+
+
+def proc_status(text: str) -> dict[str, str]:
+    """Parse /proc/<pid>/status text into a dict."""
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
+
+
+def signal_bit(signum: int) -> int:
+    """The bit of ``signum`` in /proc/<pid>/status masks (SigIgn, SigBlk, SigCgt)."""
+    return 1 << (signum - 1)
