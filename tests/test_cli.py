@@ -664,3 +664,14 @@ def test_key_readable_only_by_root_is_refused_for_a_non_root_user(emulator: Emul
         import shutil
 
         shutil.rmtree(shared)
+
+
+def test_answer_slower_than_the_read_timeout_is_retried(
+    emulator: Emulator, keys_dir: Path, tmp_path: Path
+) -> None:
+    emulator.configure(PRODUCT, latency=1.0)
+    env = base_env(emulator, MARKETPLACE_READ_TIMEOUT="0.2")
+    report = tmp_path / "report.json"
+    run = bootstrap(keys_dir, env, workload(report), "--deadline", "1.5")
+    assert_failed(run, ExitCode.RETRIES_EXHAUSTED, "last error: ReadTimeoutError", report)
+    assert "RegisterUsage attempt 1 failed: ReadTimeoutError" in run.stderr
