@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .config import LogFormat, Settings
-from .emulator import Emulator, Outcome
+from .emulator import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator, Outcome
 from .errors import UsageError
 from .region import ResolvedRegion
 
@@ -96,8 +96,8 @@ def run(args: argparse.Namespace, workload: list[str]) -> list[str]:
         client = BotocoreMeteringClient(
             region=em.region,
             endpoint_url=em.url,
-            # Placeholder keys: the emulator needs a SigV4 signature, not real credentials.
-            credentials=StaticCredentials("AKIDEMOEMULATOR00000", "demo-secret-not-a-real-key"),
+            # The emulator's own test key pair: it checks SigV4 like AWS, against keys it knows.
+            credentials=StaticCredentials(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
         )

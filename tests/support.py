@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from entrypoint.emulator import Emulator
+from entrypoint.emulator import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
 
 REPO = Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPT = Path(sys.executable).with_name("marketplace-entrypoint")
@@ -117,8 +117,8 @@ def base_env(emulator: Emulator | str, **overrides: str | None) -> dict[str, str
         "PATH": os.environ.get("PATH", os.defpath),
         "AWS_REGION": region,
         "AWS_ENDPOINT_URL_MARKETPLACE_METERING": url,
-        "AWS_ACCESS_KEY_ID": "AKIATESTTESTTESTTEST",
-        "AWS_SECRET_ACCESS_KEY": "test-secret-access-key",
+        "AWS_ACCESS_KEY_ID": EMULATOR_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": EMULATOR_SECRET_ACCESS_KEY,
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_EC2_METADATA_DISABLED": "true",
@@ -175,6 +175,48 @@ def run_cli(
         stdout, stderr = process.communicate()
         raise AssertionError(f"{command} did not finish in {timeout}s; stderr:\n{stderr}") from None
     return Run(pid=process.pid, returncode=process.returncode, stdout=stdout, stderr=stderr)
+
+
+def signed_post(
+    url: str,
+    body: bytes,
+    target: str,
+    *,
+    region: str = "us-east-1",
+    access_key_id: str = EMULATOR_ACCESS_KEY_ID,
+    secret_access_key: str = EMULATOR_SECRET_ACCESS_KEY,
+    session_token: str | None = None,
+    service: str = "aws-marketplace",
+    sign: bool = True,
+    tamper: Callable[[dict[str, str]], None] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to the emulator as a JSON 1.1 request, SigV4-signed with botocore's signer
+    (or not at all); ``tamper`` may change the headers after signing. Returns (status, JSON)."""
+    import urllib.error
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=body,
+        headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+    )
+    if sign:
+        credentials = Credentials(access_key_id, secret_access_key, session_token)
+        SigV4Auth(credentials, service, region).add_auth(request)
+    headers = dict(request.headers.items())
+    if tamper is not None:
+        tamper(headers)
+    raw = urllib.request.Request(url + "/", data=body, headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(raw, timeout=10) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 def proc_status(text: str) -> dict[str, str]:

@@ -176,9 +176,16 @@ def test_json_log_format(emulator: Emulator, keys_dir: Path, tmp_path: Path) -> 
     assert run.returncode == 0, run.stderr
     entries = [json.loads(line) for line in run.stderr_lines]
     events = [e["event"] for e in entries]
-    assert events == ["register_usage_start", "register_usage_retry", "entitlement_verified"]
-    assert entries[1]["error"] == "ThrottlingException"
-    assert entries[2]["product_code"] == PRODUCT
+    assert events == [
+        "register_usage_start",
+        "credentials",
+        "register_usage_retry",
+        "entitlement_verified",
+    ]
+    assert entries[1]["method"] == "env"
+    assert entries[1]["supported"] is False
+    assert entries[2]["error"] == "ThrottlingException"
+    assert entries[3]["product_code"] == PRODUCT
 
 
 def test_selected_product_and_version(emulator: Emulator, tmp_path: Path) -> None:
@@ -355,7 +362,7 @@ def test_no_credentials(emulator: Emulator, keys_dir: Path, tmp_path: Path) -> N
     env = base_env(emulator, AWS_ACCESS_KEY_ID=None, AWS_SECRET_ACCESS_KEY=None)
     report = tmp_path / "report.json"
     run = bootstrap(keys_dir, env, workload(report))
-    assert_failed(run, ExitCode.CONFIGURATION, "no usable AWS credentials", report)
+    assert_failed(run, ExitCode.CONFIGURATION, "no AWS credentials found", report)
     assert "aws-marketplace:RegisterUsage" in run.last_line
 
 
@@ -375,7 +382,7 @@ def test_access_key_id_reaches_the_service(
 ) -> None:
     run = bootstrap(keys_dir, base_env(emulator), workload(tmp_path / "r.json"))
     assert run.returncode == 0
-    assert emulator.calls()[0].access_key_id == "AKIATESTTESTTESTTEST"
+    assert emulator.calls()[0].access_key_id == "AKIAEMULATOREXAMPLE1"
 
 
 @pytest.mark.parametrize(

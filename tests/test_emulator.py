@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import urllib.request
 from typing import Any
 
 import boto3
@@ -12,10 +11,16 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from entrypoint import verify_signature
-from entrypoint.emulator import Emulator, ProductBehavior
+from entrypoint.emulator import (
+    EMULATOR_ACCESS_KEY_ID,
+    EMULATOR_SECRET_ACCESS_KEY,
+    Emulator,
+    ProductBehavior,
+)
 from entrypoint.emulator.cli import parse_product
 
 from .conftest import PRODUCT
+from .support import signed_post
 
 
 def client(emulator: Emulator, region: str | None = None) -> Any:
@@ -23,8 +28,8 @@ def client(emulator: Emulator, region: str | None = None) -> Any:
         "meteringmarketplace",
         region_name=region or emulator.region,
         endpoint_url=emulator.url,
-        aws_access_key_id="AKIATEST",
-        aws_secret_access_key="secret",
+        aws_access_key_id=EMULATOR_ACCESS_KEY_ID,
+        aws_secret_access_key=EMULATOR_SECRET_ACCESS_KEY,
         config=Config(retries={"total_max_attempts": 1}),
     )
 
@@ -96,21 +101,9 @@ def test_rotation_timestamp(emulator: Emulator) -> None:
     assert answer["PublicKeyRotationTimestamp"] == when
 
 
-def _raw(
-    emulator: Emulator, body: bytes, target: str, auth: bool = True
-) -> tuple[int, dict[str, Any]]:
-    headers = {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"}
-    if auth:
-        headers["Authorization"] = (
-            "AWS4-HMAC-SHA256 Credential=AKIATEST/20260101/us-east-1/aws-marketplace/aws4_request, "
-            "SignedHeaders=host, Signature=00"
-        )
-    request = urllib.request.Request(emulator.url, data=body, headers=headers, method="POST")  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def _raw(emulator: Emulator, body: bytes, target: str, *, sign: bool = True) -> tuple[int, Any]:
+    status, answer = signed_post(emulator.url, body, target, sign=sign)
+    return status, answer
 
 
 def test_protocol_errors(emulator: Emulator) -> None:
@@ -121,7 +114,7 @@ def test_protocol_errors(emulator: Emulator) -> None:
         _raw(emulator, b"{}", "AWSMPMeteringService.Nope")[1]["__type"]
         == "UnknownOperationException"
     )
-    status, body = _raw(emulator, b"{}", target, auth=False)
+    status, body = _raw(emulator, b"{}", target, sign=False)
     assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
     status, body = _raw(emulator, b'{"ProductCode": "prod-test", "PublicKeyVersion": 0}', target)
     assert (status, body["__type"]) == (400, "ValidationException")

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 from entrypoint.errors import UsageError
 
-from .server import Emulator
+from .server import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
 from .state import Outcome
 
 __all__ = ["main", "parse_product"]
@@ -107,7 +107,11 @@ def main(argv: Sequence[str]) -> int:
         "point a bootstrap at it with:\n"
         f"  export AWS_ENDPOINT_URL_MARKETPLACE_METERING={emulator.url}\n"
         f"  export AWS_REGION={emulator.region}\n"
-        "  export AWS_ACCESS_KEY_ID=emulator AWS_SECRET_ACCESS_KEY=emulator",
+        f"  export AWS_ACCESS_KEY_ID={EMULATOR_ACCESS_KEY_ID}\n"
+        f"  export AWS_SECRET_ACCESS_KEY={EMULATOR_SECRET_ACCESS_KEY}\n"
+        "or, as an ECS task would see it (task role credentials and task metadata):\n"
+        f"  export AWS_CONTAINER_CREDENTIALS_FULL_URI={emulator.container_credentials_uri}\n"
+        f"  export ECS_CONTAINER_METADATA_URI_V4={emulator.ecs_metadata_uri}",
         file=out,
         flush=True,
     )

@@ -5,7 +5,12 @@ Any SDK can talk to it through the standard endpoint override::
     AWS_ENDPOINT_URL_MARKETPLACE_METERING=http://127.0.0.1:<port>
 
 It signs PS256 tokens with keys of its own and writes the matching keys directory, so the real
-entrypoint verifies its answers exactly as it verifies AWS's. Use it as a context manager::
+entrypoint verifies its answers exactly as it verifies AWS's. It checks SigV4 on every Metering
+request against the credentials it knows (`EMULATOR_ACCESS_KEY_ID` / `EMULATOR_SECRET_ACCESS_KEY`,
+whatever its platform endpoints issued, and what resolvers added with
+`Emulator.add_credential_resolver` return), and it serves the platform endpoints a task reads
+(ECS task metadata, container credentials, IMDSv2: see `entrypoint.emulator.platform`). Use it as
+a context manager::
 
     with Emulator(products={"prod-abc": ProductBehavior()}) as emulator:
         emulator.write_keys(tmp / "keys")
@@ -27,6 +32,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .operations import OPERATIONS
+from .platform import PlatformState
 from .protocol import (
     CONTENT_TYPE,
     MAX_BODY_BYTES,
@@ -36,10 +42,16 @@ from .protocol import (
     RequestContext,
     parse_authorization,
 )
+from .sigv4 import CredentialResolver, Principal, SignedRequest, verify_request
 from .state import CallRecord, EmulatorState, ProductBehavior
 from .tokens import KeyFactory, TokenSigner, generate_key
 
-__all__ = ["Emulator"]
+__all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "Emulator"]
+
+# The emulator's own test credentials: not a real key, printed by `marketplace-entrypoint
+# emulator` for local runs and used by the demo and the tests.
+EMULATOR_ACCESS_KEY_ID = "AKIAEMULATOREXAMPLE1"
+EMULATOR_SECRET_ACCESS_KEY = "emulator/example/secret/key/not/a/real/one"  # noqa: S105 - public test key
 
 
 class _Server(ThreadingHTTPServer):
@@ -48,6 +60,8 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # a fleet of bootstraps connects at once
     state: EmulatorState
     signer: TokenSigner
+    platform: PlatformState
+    emulator: Emulator
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -70,24 +84,55 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _platform(self, method: str) -> bool:
+        """Answer a platform endpoint request; False if the path is not one."""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = self.server.platform.handle(method, self.path, headers)
+        if answer is None:
+            return False
+        payload = answer.body.encode("utf-8")
+        self.server.state.record(
+            operation=f"{method} {self.path.split('?', 1)[0]}",
+            status=answer.status,
+            error=None if answer.status == 200 else str(answer.status),
+            region=None,
+            access_key_id=None,
+            request={},
+            response={},
+        )
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        return True
+
     def do_GET(self) -> None:
-        self._send_json(404, {"message": "Not Found"})
+        if not self._platform("GET"):
+            self._send_json(404, {"message": "Not Found"})
+
+    def do_PUT(self) -> None:
+        if not self._platform("PUT"):
+            self._send_json(404, {"message": "Not Found"})
 
     def do_POST(self) -> None:
         state = self.server.state
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
         akid, region, service = parse_authorization(self.headers.get("Authorization"))
+        headers = {k.lower(): v for k, v in self.headers.items()}
         ctx = RequestContext(
             operation=operation or target,
             region=region,
             service=service,
             access_key_id=akid,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=headers,
         )
         body: dict[str, Any] = {}
         try:
-            body = self._read_body()
+            raw = self._read_raw()
+            self._authenticate(ctx, raw)
+            body = self._parse_body(raw)
             reply = self._dispatch(ctx, body)
         except ApiError as exc:
             state.record(
@@ -112,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send_json(reply.status, reply.body)
 
-    def _read_body(self) -> dict[str, Any]:
+    def _read_raw(self) -> bytes:
         length_header = self.headers.get("Content-Length")
         if length_header is None or not length_header.isdigit():
             self.close_connection = True
@@ -121,7 +166,38 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self.close_connection = True
             raise ApiError("SerializationException", "Request body too large", status=413)
-        raw = self.rfile.read(length)
+        return self.rfile.read(length)
+
+    def _authenticate(self, ctx: RequestContext, raw: bytes) -> None:
+        """SigV4 first, as AWS does: nothing else is looked at for an unauthenticated request."""
+        emulator = self.server.emulator
+        if not emulator.verify_signatures:
+            if ctx.access_key_id is None:
+                raise ApiError(
+                    "MissingAuthenticationTokenException",
+                    "Missing Authentication Token",
+                    status=403,
+                )
+            return
+        principal, _ = verify_request(
+            SignedRequest(
+                method="POST",
+                host=self.headers.get("Host", ""),
+                path=self.path,
+                headers=ctx.headers,
+                body=raw,
+            ),
+            emulator.resolve_credentials,
+        )
+        if not principal.allowed:
+            raise ApiError(
+                "AccessDeniedException",
+                f"User: {principal.arn} is not authorized to perform: "
+                f"aws-marketplace:{ctx.operation} because no identity-based policy allows the "
+                f"aws-marketplace:{ctx.operation} action",
+            )
+
+    def _parse_body(self, raw: bytes) -> dict[str, Any]:
         if not raw:
             return {}
         try:
@@ -133,10 +209,6 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _dispatch(self, ctx: RequestContext, body: dict[str, Any]) -> Reply:
-        if ctx.access_key_id is None:
-            raise ApiError(
-                "MissingAuthenticationTokenException", "Missing Authentication Token", status=403
-            )
         handler = OPERATIONS.get(ctx.operation)
         if handler is None:
             raise ApiError("UnknownOperationException", f"Unknown operation {ctx.operation!r}")
@@ -148,7 +220,8 @@ class Emulator:
 
     ``products`` maps product codes to behaviours (default: none, so every product code is
     InvalidProductCodeException until configured). ``key_factory`` makes signing keys (tests pass
-    a caching one to save the 50 ms each 2048-bit key costs).
+    a caching one to save the 50 ms each 2048-bit key costs). ``verify_signatures`` turns the SigV4
+    check off (then any Authorization header with a credential scope is accepted).
     """
 
     def __init__(
@@ -159,9 +232,22 @@ class Emulator:
         port: int = 0,
         products: Mapping[str, ProductBehavior] | None = None,
         key_factory: KeyFactory = generate_key,
+        verify_signatures: bool = True,
     ) -> None:
         self.state = EmulatorState(region=region, products=dict(products or {}))
         self.signer = TokenSigner(key_factory)
+        self.verify_signatures = verify_signatures
+        self._principals: dict[str, Principal] = {}
+        self._resolvers: list[CredentialResolver] = []
+        self._principals_lock = threading.Lock()
+        self.add_principal(
+            Principal(
+                access_key_id=EMULATOR_ACCESS_KEY_ID,
+                secret_access_key=EMULATOR_SECRET_ACCESS_KEY,
+                arn="arn:aws:iam::111122223333:user/emulator",
+            )
+        )
+        self.platform = PlatformState(region, self.add_principal)
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -173,6 +259,8 @@ class Emulator:
         server = _Server(self._address, _Handler)
         server.state = self.state
         server.signer = self.signer
+        server.platform = self.platform
+        server.emulator = self
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -225,6 +313,45 @@ class Emulator:
     @property
     def region(self) -> str:
         return self.state.region
+
+    # -- platform endpoints ------------------------------------------------------------------
+    @property
+    def ecs_metadata_uri(self) -> str:
+        """The value of ``ECS_CONTAINER_METADATA_URI_V4`` for a task on this emulator."""
+        return f"{self.url}/ecs/v4/{self.platform.task_id[:12]}-container"
+
+    @property
+    def container_credentials_uri(self) -> str:
+        """The value of ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` for the emulated task role."""
+        return f"{self.url}/ecs/credentials/{self.platform.task_id}"
+
+    @property
+    def imds_endpoint(self) -> str:
+        """The value of ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` for the emulated instance."""
+        return f"{self.url}/"
+
+    # -- credentials -------------------------------------------------------------------------
+    def add_principal(self, principal: Principal) -> None:
+        """Accept requests signed with these credentials."""
+        with self._principals_lock:
+            self._principals[principal.access_key_id] = principal
+
+    def add_credential_resolver(self, resolver: CredentialResolver) -> None:
+        """Also accept credentials that ``resolver`` recognises (e.g. a local STS's)."""
+        with self._principals_lock:
+            self._resolvers.append(resolver)
+
+    def resolve_credentials(self, access_key_id: str) -> Principal | None:
+        with self._principals_lock:
+            known = self._principals.get(access_key_id)
+            resolvers = list(self._resolvers)
+        if known is not None:
+            return known
+        for resolver in resolvers:
+            found = resolver(access_key_id)
+            if found is not None:
+                return found
+        return None
 
     # -- state -------------------------------------------------------------------------------
     def configure(self, product_code: str, **changes: object) -> ProductBehavior:
