@@ -18,19 +18,33 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from ._version import __version__
 from .errors import BootstrapInterrupted, EntrypointError, ExitCode, UsageError
 from .signals import Interrupted, raise_on_signals
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 __all__ = ["main"]
 
 PROGRAM = "marketplace-entrypoint"
-SUBCOMMANDS = ("demo", "emulator")
+SUBCOMMANDS = ("check", "demo", "emulator")
+SETTING_NAMES = (
+    "product_code",
+    "public_key_version",
+    "deadline",
+    "log_format",
+    "connect_timeout",
+    "read_timeout",
+    "retry_base_delay",
+    "retry_max_delay",
+)
 
 _USAGE = f"""\
 {PROGRAM} [OPTIONS] [--] WORKLOAD [ARG...]
+       {PROGRAM} check [OPTIONS] [--call]
        {PROGRAM} demo [--outcome OUTCOME] [-- WORKLOAD...]
        {PROGRAM} emulator [--port N] [--keys-out DIR] [--product CODE[:OPTIONS]]..."""
 
@@ -47,15 +61,22 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, remedy=f"see {PROGRAM} --help")
 
 
-def _bootstrap_parser() -> _Parser:
+def settings_parser(*, check: bool = False) -> _Parser:
+    """The bootstrap's options; ``check`` swaps the workload for ``--call``."""
     from .config import ENV
     from .keys import DEFAULT_KEYS_DIR
 
     parser = _Parser(
-        prog=PROGRAM,
-        usage=_USAGE,
-        description="Call AWS Marketplace RegisterUsage, verify the signed answer against the "
-        "image's public key, then exec the workload (same PID, argv and environment).",
+        prog=f"{PROGRAM} check" if check else PROGRAM,
+        usage=None if check else _USAGE,
+        description=(
+            "Preflight: validate the keys directory and settings, resolve the Region and "
+            "credentials as a start would, and with --call make one RegisterUsage call and verify "
+            "it. Nothing is exec'd; exit codes are those of a real start."
+            if check
+            else "Call AWS Marketplace RegisterUsage, verify the signed answer against the "
+            "image's public key, then exec the workload (same PID, argv and environment)."
+        ),
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
@@ -80,8 +101,23 @@ def _bootstrap_parser() -> _Parser:
         env = ENV[flag[2:].replace("-", "_")]
         parser.add_argument(flag, metavar=metavar, help=f"{text} [{env}]")
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
-    parser.add_argument("workload", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    if check:
+        parser.add_argument(
+            "--call", action="store_true", help="make one RegisterUsage call and verify it"
+        )
+    else:
+        parser.add_argument("workload", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def parse_settings_args(args: argparse.Namespace) -> Settings:
+    from .config import parse_settings
+
+    return parse_settings(
+        {name: getattr(args, name) for name in SETTING_NAMES},
+        os.environ,
+        keys_dir=args.keys_dir,
+    )
 
 
 def _peek_log_format(argv: Sequence[str]) -> str:
@@ -110,29 +146,12 @@ def _setup_logging(fmt: str) -> None:
 def _bootstrap(argv: Sequence[str]) -> list[str]:
     """Parse, register, verify. Returns the workload's argv to exec."""
     from .bootstrap import register_and_verify
-    from .config import parse_settings
 
-    args = _bootstrap_parser().parse_args(list(argv))
+    args = settings_parser().parse_args(list(argv))
     workload: list[str] = list(args.workload)
     if workload[:1] == ["--"]:
         workload = workload[1:]
-    settings = parse_settings(
-        {
-            name: getattr(args, name)
-            for name in (
-                "product_code",
-                "public_key_version",
-                "deadline",
-                "log_format",
-                "connect_timeout",
-                "read_timeout",
-                "retry_base_delay",
-                "retry_max_delay",
-            )
-        },
-        os.environ,
-        keys_dir=args.keys_dir,
-    )
+    settings = parse_settings_args(args)
     if not workload:
         raise UsageError(
             "no workload to start",
@@ -201,6 +220,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
 
 def _main(args: list[str]) -> int:
     command = args[0] if args else ""
+    if command == "check":
+        from .check import run_check
+
+        _setup_logging(_peek_log_format(args[1:]))
+        return _run(lambda: run_check(args[1:]))
     if command == "emulator":
         _setup_logging("text")
         from .emulator.cli import main as emulator_main

@@ -11,6 +11,8 @@ switched off: retries, deadline and logging belong to `entrypoint.register`.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._version import __version__
+from .credentials import CredentialSource, describe_credentials
 from .errors import (
     ConfigurationError,
     EntrypointError,
@@ -27,6 +30,7 @@ from .errors import (
     VerificationError,
     one_line,
 )
+from .logs import event
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -39,12 +43,23 @@ __all__ = [
     "StaticCredentials",
     "Transient",
     "classify_client_error",
+    "classify_sts_error",
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
 _ROLE_REMEDY = (
     f"give the task an IAM role allowing {IAM_ACTION} (ECS task role, or IRSA on EKS; managed "
     "policy AWSMarketplaceMeteringRegisterUsage)"
+)
+_IRSA_REMEDY = (
+    "check the IAM role's trust policy (the cluster's OIDC provider, sub "
+    "system:serviceaccount:<namespace>:<serviceaccount>) and the service account's "
+    "eks.amazonaws.com/role-arn annotation"
+)
+_IDENTITY_FILE_REMEDY = (
+    "on EKS the IRSA token is projected at AWS_WEB_IDENTITY_TOKEN_FILE: set the pod's "
+    "securityContext.fsGroup so a non-root user can read it; on ECS check "
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
 )
 
 
@@ -165,6 +180,22 @@ def classify_client_error(code: str, status: int, message: str) -> EntrypointErr
     )
 
 
+def classify_sts_error(code: str, status: int, message: str) -> EntrypointError | Transient:
+    """An error from STS while botocore fetched IRSA credentials (AssumeRoleWithWebIdentity)."""
+    shown = one_line(message, 200)
+    if (
+        code in _RETRYABLE_CODES
+        or code == "IDPCommunicationError"
+        or status == 429
+        or status >= 500
+    ):
+        return Transient(f"STS {code or f'HTTP {status}'}", shown)
+    return ConfigurationError(
+        f"IRSA credentials refused: STS AssumeRoleWithWebIdentity answered {code}: {shown}",
+        remedy=_IRSA_REMEDY,
+    )
+
+
 def _parse_rotation(value: object) -> datetime | None:
     if value is None:
         return None
@@ -217,6 +248,7 @@ class BotocoreMeteringClient:
         self._session = session
         self._clients: dict[tuple[float, float], MarketplaceMeteringClient] = {}
         self._lock = threading.Lock()
+        self.credential_source: CredentialSource | None = None
 
     def _client(self, connect: float, read: float) -> MarketplaceMeteringClient:
         key = (round(connect, 2), round(read, 2))
@@ -234,6 +266,8 @@ class BotocoreMeteringClient:
 
         if self._session is None:
             self._session = botocore.session.get_session()
+        if self._credentials is None:
+            self._resolve_credentials(self._session)
         config = Config(
             region_name=self.region,
             connect_timeout=connect,
@@ -262,6 +296,61 @@ class BotocoreMeteringClient:
             ) from None
         return client
 
+    def prepare(self) -> str:
+        """Create the client (resolving credentials) without calling the API; return the endpoint
+        URL botocore will use. For the ``check`` command."""
+        return str(self._client(self.connect_timeout, self.read_timeout).meta.endpoint_url)
+
+    def _resolve_credentials(self, session: Session) -> None:
+        """Resolve, and fetch, the task's credentials before the first call.
+
+        botocore defers IRSA's STS call to the first signature; fetching here classifies its
+        failures as credential failures, and names the source once in the log.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            credentials = session.get_credentials()
+            if credentials is None:
+                raise ConfigurationError(
+                    "no AWS credentials found (no task role, no IRSA, no keys)",
+                    remedy=_ROLE_REMEDY,
+                )
+            credentials.get_frozen_credentials()
+        except EntrypointError:
+            raise
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            raise classify_sts_error(
+                str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
+            ) from None
+        except BotoCoreError as exc:
+            raise _classify_botocore(exc) from None
+        except OSError as exc:  # a token file botocore could not read
+            raise ConfigurationError(
+                f"cannot read {exc.filename or 'a credentials file'}: "
+                f"{exc.strerror or one_line(exc, 120)}",
+                remedy=_IDENTITY_FILE_REMEDY,
+            ) from None
+        except ValueError as exc:  # e.g. a container credentials URI botocore will not use
+            raise ConfigurationError(
+                f"the credentials configuration was refused: {one_line(exc, 200)}",
+                remedy="AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, loopback, or the ECS "
+                "agent's address",
+            ) from None
+        if self.credential_source is None:
+            source = describe_credentials(getattr(credentials, "method", None), os.environ)
+            self.credential_source = source
+            warning = source.warning
+            event(
+                logging.WARNING if warning else logging.INFO,
+                warning or f"credentials from {source.description}",
+                event="credentials",
+                method=source.method,
+                supported=source.supported,
+            )
+
     def register_usage(
         self,
         *,
@@ -286,7 +375,12 @@ class BotocoreMeteringClient:
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise classify_client_error(
+            classify = (
+                classify_client_error
+                if exc.operation_name == "RegisterUsage"
+                else classify_sts_error  # IRSA credentials refreshed during the call
+            )
+            raise classify(
                 str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
             ) from None
         except BotoCoreError as exc:

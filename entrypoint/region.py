@@ -5,20 +5,40 @@ says never to hard-code it. boto3 reads ``AWS_DEFAULT_REGION`` but not ``AWS_REG
 region is resolved here and passed to the client explicitly.
 
 The resolver is a chain of sources tried in order; the first that answers wins and is named in
-the log. Fargate sets both variables; the EKS IRSA webhook sets both when configured.
+the log:
+
+1. ``AWS_REGION`` (Fargate, the EKS IRSA webhook),
+2. ``AWS_DEFAULT_REGION`` (Fargate, the IRSA webhook),
+3. ECS task metadata v4, ``$ECS_CONTAINER_METADATA_URI_V4/task``: the Region field of ``TaskARN``
+   (``arn:<partition>:ecs:<region>:<account>:task/...``), else ``AvailabilityZone`` minus its
+   letter. ECS on EC2 has historically set neither variable, but always serves this endpoint.
+4. EC2 instance metadata, IMDSv2 (a session token first, then ``placement/region``), honouring
+   ``AWS_EC2_METADATA_DISABLED`` and ``AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE]`` as botocore does.
+
+Metadata lookups use the standard library's HTTP client with a short timeout (1 s, as botocore's
+IMDS default), never a proxy, and cap what they read. A source that fails says why, and the
+reasons are part of the diagnosis when no source answers.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import logging
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .errors import ConfigurationError, one_line
+from .logs import event
 
 __all__ = [
+    "EcsTaskMetadataRegion",
     "EnvironmentRegion",
+    "InstanceMetadataRegion",
+    "RegionLookupError",
     "RegionSource",
     "ResolvedRegion",
     "default_region_chain",
@@ -28,6 +48,19 @@ __all__ = [
 
 # us-east-1, us-gov-west-1, cn-north-1, eu-isoe-west-1, ap-southeast-5 ...
 _REGION = re.compile(r"[a-z]{2,}(-[a-z0-9]+)*-[0-9]{1,2}")
+# An Availability Zone is its Region plus one letter; Local and Wavelength Zones
+# (us-west-2-lax-1a) are not, and do not match.
+_AVAILABILITY_ZONE = re.compile(r"([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})[a-z]")
+METADATA_TIMEOUT = 1.0
+# Task metadata is a few KiB; a region is a few bytes. Anything larger is not an answer.
+MAX_METADATA_BYTES = 256 * 1024
+IMDS_DEFAULT_ENDPOINT = "http://169.254.169.254/"
+IMDS_DEFAULT_ENDPOINT_IPV6 = "http://[fd00:ec2::254]/"
+IMDS_TOKEN_TTL_SECONDS = "21600"  # noqa: S105 - a TTL in seconds, not a secret
+
+
+class RegionLookupError(Exception):
+    """A metadata source was there but could not answer; the chain goes on and says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +104,131 @@ class EnvironmentRegion:
         return validate_region(value, self.variable) if value else None
 
 
+def _http(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = METADATA_TIMEOUT,
+) -> str:
+    """One small HTTP request to a link-local metadata endpoint; the body of a 200, or raise."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RegionLookupError(f"{one_line(url, 120)} is not an http(s) URL")
+    connection_class = (
+        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    )
+    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
+    target = parts.path or "/"
+    if parts.query:
+        target = f"{target}?{parts.query}"
+    try:
+        connection.request(method, target, headers=dict(headers or {}))
+        response = connection.getresponse()
+        body = response.read(MAX_METADATA_BYTES + 1)
+    except (OSError, http.client.HTTPException) as exc:
+        raise RegionLookupError(f"{type(exc).__name__}: {one_line(exc, 120)}") from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RegionLookupError(f"HTTP {response.status}")
+    if len(body) > MAX_METADATA_BYTES:
+        raise RegionLookupError(f"answer over {MAX_METADATA_BYTES} bytes")
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RegionLookupError("answer is not UTF-8") from None
+
+
+@dataclass(frozen=True, slots=True)
+class EcsTaskMetadataRegion:
+    """The Region of the ECS task, from task metadata v4 (ECS on EC2 and Fargate)."""
+
+    environ: Mapping[str, str]
+    timeout: float = METADATA_TIMEOUT
+    source: str = field(default="ECS task metadata", init=False)
+
+    def lookup(self) -> str | None:
+        base = self.environ.get("ECS_CONTAINER_METADATA_URI_V4", "").strip()
+        if not base:
+            return None
+        try:
+            document = json.loads(_http("GET", base.rstrip("/") + "/task", timeout=self.timeout))
+        except ValueError:
+            raise RegionLookupError("task metadata is not JSON") from None
+        if not isinstance(document, dict):
+            raise RegionLookupError("task metadata is not a JSON object")
+        arn = document.get("TaskARN")
+        if isinstance(arn, str) and arn.count(":") >= 5:
+            _, _, service, region, _, _ = arn.split(":", 5)
+            if service == "ecs" and region:
+                return validate_region(region, "TaskARN in ECS task metadata")
+        zone = document.get("AvailabilityZone")
+        if isinstance(zone, str):
+            match = _AVAILABILITY_ZONE.fullmatch(zone)
+            if match is not None:
+                return match.group(1)
+        raise RegionLookupError("task metadata has neither a TaskARN nor an Availability Zone")
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceMetadataRegion:
+    """The Region of the EC2 instance, from IMDSv2 (a session token, then placement/region)."""
+
+    environ: Mapping[str, str]
+    timeout: float = METADATA_TIMEOUT
+    source: str = field(default="EC2 instance metadata (IMDSv2)", init=False)
+
+    def lookup(self) -> str | None:
+        if self.environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true":
+            return None
+        endpoint = self.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
+        if not endpoint:
+            mode = self.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
+            endpoint = IMDS_DEFAULT_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_DEFAULT_ENDPOINT
+        endpoint = endpoint.rstrip("/") + "/"
+        token = _http(
+            "PUT",
+            endpoint + "latest/api/token",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_TOKEN_TTL_SECONDS},
+            timeout=self.timeout,
+        ).strip()
+        region = _http(
+            "GET",
+            endpoint + "latest/meta-data/placement/region",
+            headers={"X-aws-ec2-metadata-token": token},
+            timeout=self.timeout,
+        ).strip()
+        return validate_region(region, "placement/region in EC2 instance metadata")
+
+
 def default_region_chain(environ: Mapping[str, str]) -> Sequence[RegionSource]:
-    """``AWS_REGION``, then ``AWS_DEFAULT_REGION``."""
+    """``AWS_REGION``, ``AWS_DEFAULT_REGION``, ECS task metadata v4, then IMDSv2."""
     return (
         EnvironmentRegion("AWS_REGION", environ),
         EnvironmentRegion("AWS_DEFAULT_REGION", environ),
+        EcsTaskMetadataRegion(environ),
+        InstanceMetadataRegion(environ),
     )
 
 
 def resolve_region(chain: Iterable[RegionSource]) -> ResolvedRegion:
-    """The first region the chain yields, or `ConfigurationError` naming every source tried."""
+    """The first region the chain yields, or `ConfigurationError` naming every source tried
+    (and why a metadata source that was there could not answer)."""
     tried: list[str] = []
     for source in chain:
-        value = source.lookup()
+        try:
+            value = source.lookup()
+        except RegionLookupError as failure:
+            event(
+                logging.WARNING,
+                f"{source.source} gave no Region ({failure}); trying the next source",
+                event="region_source_failed",
+                source=source.source,
+                reason=str(failure),
+            )
+            tried.append(f"{source.source}: {failure}")
+            continue
         if value:
             return ResolvedRegion(name=value, source=source.source)
         tried.append(source.source)
