@@ -21,6 +21,7 @@ a context manager::
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,9 @@ EMULATOR_SECRET_ACCESS_KEY = "emulator/example/secret/key/not/a/real/one"  # noq
 
 
 class _Server(ThreadingHTTPServer):
+    """Threads per connection; a client that hangs up mid-answer is normal here (read timeouts,
+    interrupted bootstraps), so only unexpected handler failures are printed."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256  # a fleet of bootstraps connects at once
@@ -62,6 +66,12 @@ class _Server(ThreadingHTTPServer):
     signer: TokenSigner
     platform: PlatformState
     emulator: Emulator
+
+    def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

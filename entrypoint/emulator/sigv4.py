@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .protocol import SIGNING_NAME, ApiError
 
@@ -80,6 +81,27 @@ def _parse_amz_date(value: str) -> datetime:
         ) from None
 
 
+def _exact_signer_class() -> type[Any]:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import HTTPHeaders
+
+    class ExactHeadersSigV4(SigV4Auth):
+        """botocore's signer, signing exactly the headers the request lists as signed (as AWS
+        does), not botocore's own choice of headers: a client may sign User-Agent."""
+
+        def headers_to_sign(self, request: Any) -> Any:  # noqa: ANN401 - botocore's types
+            headers = HTTPHeaders()
+            for name, value in request.headers.items():
+                headers[name.lower()] = value
+            return headers
+
+    return ExactHeadersSigV4
+
+
+def _ExactHeadersSigV4(*args: Any) -> Any:  # noqa: N802, ANN401 - a class made on first use
+    return _exact_signer_class()(*args)
+
+
 def verify_request(
     request: SignedRequest,
     resolve: CredentialResolver,
@@ -87,7 +109,6 @@ def verify_request(
     now: datetime | None = None,
 ) -> tuple[Principal, str]:
     """Check ``request``'s SigV4 signature; return the principal and the signed region."""
-    from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
@@ -151,7 +172,7 @@ def verify_request(
     )
     rebuilt.context["timestamp"] = amz_date
     region = match.group("region")
-    signer = SigV4Auth(
+    signer = _ExactHeadersSigV4(
         Credentials(principal.access_key_id, principal.secret_access_key, token),
         SIGNING_NAME,
         region,
