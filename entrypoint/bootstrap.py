@@ -18,7 +18,7 @@ from typing import Any
 from .config import DEFAULT_DEADLINE, Settings, Target, select_target
 from .keys import DEFAULT_KEYS_DIR, TrustStore, load_trust_store
 from .logs import event
-from .metering import BotocoreMeteringClient, MeteringClient
+from .metering import MeteringClient, create_metering_client
 from .region import ResolvedRegion, default_region_chain, resolve_region, validate_region
 from .register import Backoff, register_with_retries
 from .verify import VerifiedEntitlement, verify_signature
@@ -93,10 +93,11 @@ def register_and_verify(
         if client_factory is not None:
             client = client_factory(region)
         else:
-            client = BotocoreMeteringClient(
+            client = create_metering_client(
                 region=region.name,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
+                environ=environ,
             )
     event(
         logging.INFO,

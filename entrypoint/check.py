@@ -65,7 +65,7 @@ def _steps(settings: Settings, report: _Report, *, call: bool) -> str:
     from .bootstrap import Entitlement
     from .config import select_target
     from .keys import load_trust_store
-    from .metering import BotocoreMeteringClient, Transient
+    from .metering import Transient, create_metering_client
     from .region import default_region_chain, resolve_region
     from .register import new_nonce
     from .verify import verify_signature
@@ -83,12 +83,13 @@ def _steps(settings: Settings, report: _Report, *, call: bool) -> str:
     report.add("deadline", f"{settings.deadline:g}s (from {sources.get('deadline', 'default')})")
     region = resolve_region(default_region_chain(os.environ))
     report.add("region", f"{region.name} (from {region.source})")
-    client = BotocoreMeteringClient(
+    client = create_metering_client(
         region=region.name,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
     )
     report.add("endpoint", client.prepare())
+    report.add("client", client.path)
     source = client.credential_source
     if source is not None:
         support = "supported" if source.supported else "NOT supported by AWS for metering"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 __all__ = [
+    "AutoMeteringClient",
     "BotocoreMeteringClient",
     "MeteringClient",
     "RegisterUsageAnswer",
@@ -44,10 +45,11 @@ __all__ = [
     "Transient",
     "classify_client_error",
     "classify_sts_error",
+    "create_metering_client",
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
-_ROLE_REMEDY = (
+ROLE_REMEDY = (
     f"give the task an IAM role allowing {IAM_ACTION} (ECS task role, or IRSA on EKS; managed "
     "policy AWSMarketplaceMeteringRegisterUsage)"
 )
@@ -56,7 +58,7 @@ _IRSA_REMEDY = (
     "system:serviceaccount:<namespace>:<serviceaccount>) and the service account's "
     "eks.amazonaws.com/role-arn annotation"
 )
-_IDENTITY_FILE_REMEDY = (
+IDENTITY_FILE_REMEDY = (
     "on EKS the IRSA token is projected at AWS_WEB_IDENTITY_TOKEN_FILE: set the pod's "
     "securityContext.fsGroup so a non-root user can read it; on ECS check "
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
@@ -115,10 +117,10 @@ _FINAL_CONFIGURATION: Mapping[str, str] = {
     "check AWS_REGION / AWS_DEFAULT_REGION",
     "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
     "AWS Marketplace supports",
-    "AccessDeniedException": _ROLE_REMEDY,
-    "AccessDenied": _ROLE_REMEDY,
-    "UnrecognizedClientException": "the credentials are not valid AWS credentials; " + _ROLE_REMEDY,
-    "InvalidClientTokenId": "the access key is not valid; " + _ROLE_REMEDY,
+    "AccessDeniedException": ROLE_REMEDY,
+    "AccessDenied": ROLE_REMEDY,
+    "UnrecognizedClientException": "the credentials are not valid AWS credentials; " + ROLE_REMEDY,
+    "InvalidClientTokenId": "the access key is not valid; " + ROLE_REMEDY,
     "ExpiredTokenException": "the credentials have expired; use the task role or IRSA, whose "
     "credentials are refreshed automatically",
     "ExpiredToken": "the credentials have expired; use the task role or IRSA, whose credentials "
@@ -128,8 +130,8 @@ _FINAL_CONFIGURATION: Mapping[str, str] = {
     "SignatureDoesNotMatch": "the request signature was refused; check the secret key and this "
     "host's clock",
     "IncompleteSignature": "the request signature was incomplete; check the credentials",
-    "MissingAuthenticationTokenException": "the request was not signed; " + _ROLE_REMEDY,
-    "MissingAuthenticationToken": "the request was not signed; " + _ROLE_REMEDY,
+    "MissingAuthenticationTokenException": "the request was not signed; " + ROLE_REMEDY,
+    "MissingAuthenticationToken": "the request was not signed; " + ROLE_REMEDY,
 }
 _RETRYABLE_CODES = frozenset(
     {
@@ -249,6 +251,7 @@ class BotocoreMeteringClient:
         self._clients: dict[tuple[float, float], MarketplaceMeteringClient] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
+        self.path = "botocore"
 
     def _client(self, connect: float, read: float) -> MarketplaceMeteringClient:
         key = (round(connect, 2), round(read, 2))
@@ -314,7 +317,7 @@ class BotocoreMeteringClient:
             if credentials is None:
                 raise ConfigurationError(
                     "no AWS credentials found (no task role, no IRSA, no keys)",
-                    remedy=_ROLE_REMEDY,
+                    remedy=ROLE_REMEDY,
                 )
             credentials.get_frozen_credentials()
         except EntrypointError:
@@ -331,7 +334,7 @@ class BotocoreMeteringClient:
             raise ConfigurationError(
                 f"cannot read {exc.filename or 'a credentials file'}: "
                 f"{exc.strerror or one_line(exc, 120)}",
-                remedy=_IDENTITY_FILE_REMEDY,
+                remedy=IDENTITY_FILE_REMEDY,
             ) from None
         except ValueError as exc:  # e.g. a container credentials URI botocore will not use
             raise ConfigurationError(
@@ -409,7 +412,7 @@ def _classify_botocore(exc: Exception) -> EntrypointError | Transient:
             remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
         )
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=_ROLE_REMEDY)
+        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=ROLE_REMEDY)
     if isinstance(exc, bx.CredentialRetrievalError):
         # The container credentials endpoint or STS is not ready yet: common in the first
         # seconds of a task. Retried inside the deadline.
@@ -429,3 +432,106 @@ def _classify_botocore(exc: Exception) -> EntrypointError | Transient:
         f"the AWS SDK refused the call ({type(exc).__name__}: {text})",
         remedy="check the AWS configuration of the task",
     )
+
+
+class AutoMeteringClient:
+    """The lean client where it applies, botocore where it does not (`create_metering_client`).
+
+    If the lean client meets something only botocore implements mid-way (IMDSv1, say), it hands
+    the work over for good; the retry loop above never notices.
+    """
+
+    def __init__(
+        self, lean: MeteringClient, make_botocore: Callable[[], BotocoreMeteringClient]
+    ) -> None:
+        self._active: MeteringClient = lean
+        self._make_botocore = make_botocore
+        self.path = "lean (standard library)"
+
+    def _switch(self, reason: object) -> None:
+        event(
+            logging.INFO,
+            f"handing RegisterUsage over to botocore: {reason}",
+            event="client_fallback",
+            reason=str(reason),
+        )
+        self._active = self._make_botocore()
+        self.path = f"botocore ({reason})"
+
+    @property
+    def credential_source(self) -> CredentialSource | None:
+        return getattr(self._active, "credential_source", None)
+
+    def prepare(self) -> str:
+        from .aws.credentials import FallbackToBotocore
+
+        try:
+            return str(self._active.prepare())  # type: ignore[attr-defined]
+        except FallbackToBotocore as reason:
+            self._switch(reason)
+            return str(self._active.prepare())  # type: ignore[attr-defined]
+
+    def register_usage(
+        self,
+        *,
+        product_code: str,
+        public_key_version: int,
+        nonce: str,
+        timeout: float | None = None,
+    ) -> RegisterUsageAnswer:
+        from .aws.credentials import FallbackToBotocore
+
+        try:
+            return self._active.register_usage(
+                product_code=product_code,
+                public_key_version=public_key_version,
+                nonce=nonce,
+                timeout=timeout,
+            )
+        except FallbackToBotocore as reason:
+            self._switch(reason)
+            return self._active.register_usage(
+                product_code=product_code,
+                public_key_version=public_key_version,
+                nonce=nonce,
+                timeout=timeout,
+            )
+
+
+def create_metering_client(
+    *,
+    region: str,
+    connect_timeout: float,
+    read_timeout: float,
+    environ: Mapping[str, str] | None = None,
+) -> AutoMeteringClient | BotocoreMeteringClient:
+    """The client a start uses: lean when `entrypoint.aws.eligibility` allows, else botocore.
+
+    ``MARKETPLACE_AWS_CLIENT=botocore`` forces botocore (an escape hatch; both paths give the
+    same outcomes).
+    """
+    from .aws.eligibility import endpoint_for, lean_unsupported
+
+    env = os.environ if environ is None else environ
+
+    def botocore_client() -> BotocoreMeteringClient:
+        return BotocoreMeteringClient(
+            region=region, connect_timeout=connect_timeout, read_timeout=read_timeout
+        )
+
+    reason = lean_unsupported(region, env)
+    endpoint = endpoint_for("meteringmarketplace", region, env)
+    if reason is not None or endpoint is None:
+        client = botocore_client()
+        client.path = f"botocore ({reason})"
+        return client
+    from .aws.client import LeanMeteringClient
+
+    lean = LeanMeteringClient(
+        region=region,
+        endpoint=endpoint,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        environ=env,
+    )
+    return AutoMeteringClient(lean, botocore_client)

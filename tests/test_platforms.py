@@ -23,12 +23,22 @@ from .conftest import PRODUCT
 from .support import WORKLOAD, Run, run_cli
 
 ROLE = "arn:aws:iam::123456789012:role/marketplace-product"
+CLIENT = {"path": "auto"}
+
+
+@pytest.fixture(autouse=True, params=["auto", "botocore"], ids=["lean", "botocore"])
+def client_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every scenario runs on both AWS client paths: they must give the same outcome."""
+    CLIENT["path"] = request.param
+    yield request.param
+    CLIENT["path"] = "auto"
 
 
 def isolated(emulator: Emulator, **variables: str) -> dict[str, str]:
     """No ambient AWS configuration: only what the platform sets, plus the test endpoints."""
     return {
         "PATH": os.environ.get("PATH", os.defpath),
+        "MARKETPLACE_AWS_CLIENT": CLIENT["path"],
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url,
@@ -68,6 +78,7 @@ def run(keys_dir: Path, env: dict[str, str], tmp_path: Path, *flags: str) -> tup
 def assert_started(result: Run, report: Path) -> dict[str, object]:
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
+    assert "handing RegisterUsage over to botocore" not in result.stderr
     facts: dict[str, object] = json.loads(report.read_text())
     assert facts["pid"] == result.pid
     return facts
