@@ -32,11 +32,9 @@ Steps, in order (each failure names its step's reason):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hmac
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,7 +60,10 @@ MAX_TOKEN_LENGTH = 16 * 1024
 DEFAULT_IAT_LEEWAY = 300.0
 ALGORITHM = "PS256"
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_VALUES = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
+# base64url -> the standard alphabet, for binascii (which then decodes in strict mode).
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _SHA256 = hashes.SHA256()
 # RFC 7519 NumericDate upper bound we accept at all: year 9999, so datetime can render it.
@@ -98,23 +99,27 @@ def _show(value: object) -> str:
     return one_line(repr(value), 60)
 
 
-def _b64url_decode(segment: str, name: str) -> bytes:
+def _b64url_decode(segment: bytes, name: str) -> bytes:
     """Strict base64url (RFC 7515 §2): alphabet only, no padding, canonical trailing bits."""
     if not segment:
         _fail(f"{name} segment is empty")
-    if _B64URL.fullmatch(segment) is None:
+    # Deleting the alphabet leaves exactly the characters that are not base64url ('=' padding,
+    # '+', '/', whitespace ...): one pass in C.
+    if segment.translate(None, _B64URL_ALPHABET):
         _fail(f"{name} segment has characters outside unpadded base64url")
-    if len(segment) % 4 == 1:
+    tail = len(segment) % 4
+    if tail == 1:
         _fail(f"{name} segment has an impossible base64url length ({len(segment)})")
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):  # pragma: no cover - the regex admits only valid input
-        _fail(f"{name} segment is not valid base64url")
-    # Non-canonical encodings (set bits in the unused tail) decode to the same bytes as the
-    # canonical one; refuse them so that one payload has exactly one spelling.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+    # Non-canonical encodings (set bits in the unused tail of the last character) decode to the
+    # same bytes as the canonical one; refuse them so that one payload has exactly one spelling.
+    if tail and _B64URL_VALUES.get(segment[-1], 0) & (0x0F if tail == 2 else 0x03):
         _fail(f"{name} segment is not canonical base64url (stray trailing bits)")
-    return raw
+    try:
+        return binascii.a2b_base64(
+            segment.translate(_TO_STANDARD) + b"=" * (-tail % 4), strict_mode=True
+        )
+    except (binascii.Error, ValueError):
+        _fail(f"{name} segment has characters outside unpadded base64url")
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -130,32 +135,49 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+# Built once (json.loads with hooks builds a decoder on every call); its scanner is called
+# directly, which is what JSONDecoder.decode does after skipping whitespace with a regex.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+_SCAN = _DECODER.scan_once
+_JSON_WHITESPACE = " \t\n\r"  # RFC 8259 §2
+
+
 def _json_object(raw: bytes, name: str) -> dict[str, Any]:
     """Parse ``raw`` as a UTF-8 JSON object with unique member names and standard numbers only."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         _fail(f"{name} is not UTF-8")
+    document = text.strip(_JSON_WHITESPACE)
     try:
-        value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
+        value, end = _SCAN(document, 0)
+    except StopIteration:
+        _fail(f"{name} is not valid JSON: expecting a value at the start")
     except RecursionError:
         _fail(f"{name} JSON is nested too deeply")
     except ValueError as exc:  # JSONDecodeError, duplicates, NaN, oversized integers
         _fail(f"{name} is not valid JSON: {one_line(exc, 120)}")
+    if end != len(document):
+        _fail(f"{name} is not valid JSON: extra data at character {end}")
     if not isinstance(value, dict):
         _fail(f"{name} is JSON {type(value).__name__}, not an object")
     return value
 
 
-def _claim(claims: Mapping[str, Any], camel: str) -> list[Any]:
+# camelCase (what AWS's verifiers read) -> PascalCase (AWS's prose examples).
+_SPELLINGS = {
+    name: name[0].upper() + name[1:] for name in ("productCode", "publicKeyVersion", "nonce", "iat")
+}
+
+
+def _claim(claims: Mapping[str, Any], camel: str) -> tuple[Any, ...]:
     """Every value given for a claim, under its camelCase and PascalCase spellings."""
-    pascal = camel[0].upper() + camel[1:]
-    values = [claims[k] for k in (camel, pascal) if k in claims]
-    if not values:
-        _fail(f"claim {camel} is missing")
-    return values
+    pascal = _SPELLINGS[camel]
+    if pascal not in claims:
+        if camel not in claims:
+            _fail(f"claim {camel} is missing")
+        return (claims[camel],)
+    return (claims[camel], claims[pascal]) if camel in claims else (claims[pascal],)
 
 
 def _check_expectations(product_code: object, public_key_version: object, nonce: object) -> None:
@@ -197,17 +219,16 @@ def verify_signature(
     _check_expectations(product_code, public_key_version, nonce)
     key = check_public_key(public_key, min_bits=min_key_bits)  # step 1
     try:
-        header_b64, payload_b64, signature = _split(token)  # steps 2-3
-        _check_header(header_b64)  # step 4
+        signing_input, header_raw, payload_raw, signature = _split(token)  # steps 2-3
+        _check_header(header_raw)  # step 4
         _check_signature(  # step 5
             key,
-            header_b64=header_b64,
-            payload_b64=payload_b64,
+            signing_input=signing_input,
             signature=signature,
             version=public_key_version,
             product_code=product_code,
         )
-        claims = _json_object(_b64url_decode(payload_b64, "payload"), "payload")  # step 6
+        claims = _json_object(payload_raw, "payload")  # step 6
         issued_at = _check_claims(  # step 7
             claims,
             product_code=product_code,
@@ -229,34 +250,44 @@ def verify_signature(
     )
 
 
-def _split(token: object) -> tuple[str, str, bytes]:
-    """Steps 2-3: a bounded ASCII string of three canonical base64url segments."""
-    if isinstance(token, bytes | bytearray):
+def _split(token: object) -> tuple[bytes, bytes, bytes, bytes]:
+    """Steps 2-3: a bounded ASCII string of three canonical base64url segments.
+
+    Returns the signing input (``header.payload`` as sent) and the three decoded segments.
+    """
+    if isinstance(token, str):
+        if len(token) > MAX_TOKEN_LENGTH:
+            _fail(f"token is {len(token)} characters, over the {MAX_TOKEN_LENGTH}-character cap")
+        try:
+            data = token.encode("ascii")
+        except UnicodeEncodeError:
+            _fail("token is not ASCII")
+    elif isinstance(token, bytes | bytearray):
         if len(token) > MAX_TOKEN_LENGTH:
             _fail(f"token is {len(token)} bytes, over the {MAX_TOKEN_LENGTH}-byte cap")
-        try:
-            token = bytes(token).decode("ascii")
-        except UnicodeDecodeError:
+        data = bytes(token)
+        if not data.isascii():
             _fail("token is not ASCII")
-    if not isinstance(token, str):
+    else:
         _fail(f"token is {type(token).__name__}, not a string")
-    if len(token) > MAX_TOKEN_LENGTH:
-        _fail(f"token is {len(token)} characters, over the {MAX_TOKEN_LENGTH}-character cap")
-    if not token:
+    if not data:
         _fail("token is empty")
-    segments = token.split(".")
+    segments = data.split(b".")
     if len(segments) != 3:
         _fail(f"token has {len(segments)} segments; a JWS compact serialization has 3")
     header_b64, payload_b64, signature_b64 = segments
     # Decode every segment now, so a malformed payload is refused before any RSA work.
-    _b64url_decode(header_b64, "header")
-    _b64url_decode(payload_b64, "payload")
-    return header_b64, payload_b64, _b64url_decode(signature_b64, "signature")
+    return (
+        data[: len(header_b64) + 1 + len(payload_b64)],
+        _b64url_decode(header_b64, "header"),
+        _b64url_decode(payload_b64, "payload"),
+        _b64url_decode(signature_b64, "signature"),
+    )
 
 
-def _check_header(header_b64: str) -> None:
+def _check_header(header_raw: bytes) -> None:
     """Step 4: the algorithm is pinned; no extension we would have to understand."""
-    header = _json_object(_b64url_decode(header_b64, "header"), "header")
+    header = _json_object(header_raw, "header")
     alg = header.get("alg")
     if type(alg) is not str or alg != ALGORITHM:
         _fail(f"header alg is {_show(alg)}; only {ALGORITHM} is accepted")
@@ -270,8 +301,7 @@ def _check_header(header_b64: str) -> None:
 def _check_signature(
     key: RSAPublicKey,
     *,
-    header_b64: str,
-    payload_b64: str,
+    signing_input: bytes,
     signature: bytes,
     version: int,
     product_code: str,
@@ -281,7 +311,7 @@ def _check_signature(
     if len(signature) != modulus_bytes:
         _fail(f"signature is {len(signature)} bytes; public key v{version} needs {modulus_bytes}")
     try:
-        key.verify(signature, f"{header_b64}.{payload_b64}".encode("ascii"), _PSS, _SHA256)
+        key.verify(signature, signing_input, _PSS, _SHA256)
     except InvalidSignature:
         _fail(f"signature does not verify with public key v{version} of product {product_code}")
 
@@ -298,7 +328,6 @@ def _check_claims(
     """Step 7: every spelling of every claim equals what the request carried. Returns ``iat``."""
     for value in _claim(claims, "productCode"):
         _check_string_claim("productCode", value, product_code)
-        # Not secret, but compared the same way as the nonce: one comparison primitive.
     for value in _claim(claims, "publicKeyVersion"):
         if not isinstance(value, int) or isinstance(value, bool):
             _fail(f"claim publicKeyVersion is {type(value).__name__}, not an integer")
