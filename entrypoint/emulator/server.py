@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .control import ADMIN_PREFIX, ServiceControl, admin_route
 from .operations import OPERATIONS
 from .protocol import (
     CONTENT_TYPE,
@@ -71,9 +73,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
     def do_GET(self) -> None:
+        if self.path.startswith(ADMIN_PREFIX):
+            self._send_json(*admin_route(self.server.state, "GET", self.path))
+            return
         self._send_json(404, {"message": "Not Found"})
 
     def do_POST(self) -> None:
+        if self.path.startswith(ADMIN_PREFIX):
+            self._send_json(*admin_route(self.server.state, "POST", self.path))
+            return
         state = self.server.state
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
@@ -97,9 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
                 region=region,
                 access_key_id=akid,
                 request=body,
-                response={"__type": exc.code, "message": exc.message},
+                response=exc.body(),
             )
-            self._send_json(exc.status, {"__type": exc.code, "message": exc.message}, exc.code)
+            self._send_json(exc.status, exc.body(), exc.code)
             return
         state.record(
             operation=ctx.operation,
@@ -116,20 +124,22 @@ class _Handler(BaseHTTPRequestHandler):
         length_header = self.headers.get("Content-Length")
         if length_header is None or not length_header.isdigit():
             self.close_connection = True
-            raise ApiError("SerializationException", "Content-Length is required")
+            raise ApiError.serialization("Content-Length is required")
         length = int(length_header)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            raise ApiError("SerializationException", "Request body too large", status=413)
+            error = ApiError.serialization("Request body too large")
+            error.status = 413
+            raise error
         raw = self.rfile.read(length)
-        if not raw:
-            return {}
+        if not raw:  # AWS's JSON front end answers an empty body as it does bad JSON
+            raise ApiError.serialization()
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            raise ApiError("SerializationException", "Request body is not valid JSON") from None
+            raise ApiError.serialization() from None
         if not isinstance(body, dict):
-            raise ApiError("SerializationException", "Request body must be a JSON object")
+            raise ApiError.serialization("Start of structure or map found where not expected.")
         return body
 
     def _dispatch(self, ctx: RequestContext, body: dict[str, Any]) -> Reply:
@@ -139,16 +149,19 @@ class _Handler(BaseHTTPRequestHandler):
             )
         handler = OPERATIONS.get(ctx.operation)
         if handler is None:
-            raise ApiError("UnknownOperationException", f"Unknown operation {ctx.operation!r}")
+            raise ApiError.unknown_operation()
         return handler(self.server.state, self.server.signer, ctx, body)
 
 
-class Emulator:
+class Emulator(ServiceControl):
     """The Metering emulator: an HTTP server on a thread, plus its state.
 
     ``products`` maps product codes to behaviours (default: none, so every product code is
     InvalidProductCodeException until configured). ``key_factory`` makes signing keys (tests pass
-    a caching one to save the 50 ms each 2048-bit key costs).
+    a caching one to save the 50 ms each 2048-bit key costs). ``clock`` is the service's "now" in
+    epoch seconds (tests move it). ``state_file`` journals every metering record and replays it
+    on start, so a restarted emulator remembers them (`entrypoint.emulator.persistence`).
+    Metering records, SaaS customers and resets: see `ServiceControl`.
     """
 
     def __init__(
@@ -159,8 +172,12 @@ class Emulator:
         port: int = 0,
         products: Mapping[str, ProductBehavior] | None = None,
         key_factory: KeyFactory = generate_key,
+        clock: Callable[[], float] = time.time,
+        state_file: Path | str | None = None,
     ) -> None:
-        self.state = EmulatorState(region=region, products=dict(products or {}))
+        self.state = EmulatorState(region=region, products=dict(products or {}), clock=clock)
+        if state_file is not None:
+            self.state.attach_journal(state_file)
         self.signer = TokenSigner(key_factory)
         self._address = (host, port)
         self._server: _Server | None = None
@@ -191,6 +208,9 @@ class Emulator:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self.state.lock:
+            if self.state.journal is not None:
+                self.state.journal.close()
 
     def __enter__(self) -> Self:
         return self.start()
