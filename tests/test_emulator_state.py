@@ -154,6 +154,15 @@ def test_damage_before_the_last_line_is_refused_with_its_line_number(tmp_path: P
         start(journal)
 
 
+def test_an_event_of_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    journal = tmp_path / "emulator.jsonl"
+    start(journal).stop()
+    with journal.open("a") as handle:
+        handle.write('{"kind": "refund", "amount": 1}\n')
+    with pytest.raises(JournalError, match="line 2: unknown kind 'refund'"):
+        start(journal)
+
+
 def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path) -> None:
     journal = tmp_path / "notes.txt"
     journal.write_text('{"hello": "world"}\n')

@@ -515,6 +515,24 @@ def test_a_save_cut_short_before_the_rename_leaves_the_last_state_whole(
     restarted.close()
 
 
+def test_an_add_that_could_not_be_saved_is_not_counted(
+    emulator: Emulator, clock: FakeClock, tmp_path: Path
+) -> None:
+    state = tmp_path / "meter" / "meter.json"
+    meter = started(emulator, clock, state)
+    meter.add("users", 1)
+    moved = tmp_path / "elsewhere"
+    state.parent.rename(moved)  # the directory is gone: the save fails
+    with pytest.raises(ConfigurationError, match="cannot be written") as caught:
+        meter.add("users", 2)
+    assert "holds usage not yet reported" in caught.value.diagnosis()
+    assert [q for _, _, q in meter.pending()] == [Decimal(1)]
+    moved.rename(state.parent)
+    meter.add("users", 2)  # the caller adds it again: counted once
+    meter.close()
+    assert billed(emulator) == [("users", H10, "3")]
+
+
 def test_with_a_persist_interval_adds_are_saved_later(
     emulator: Emulator, clock: FakeClock, state: Path
 ) -> None:
@@ -535,6 +553,8 @@ def test_add_refuses_what_meter_usage_cannot_carry(
         meter.add("users", Decimal("0.0000001"))
     with pytest.raises(UsageError, match="not within the last 6 hours"):
         meter.add("users", 1, at=T0 + 1)
+    with pytest.raises(UsageError, match="has no time zone"):
+        meter.add("users", 1, at=datetime(2026, 11, 21, 10, 0))  # noqa: DTZ001 - the point
     with pytest.raises(UsageError, match="not within the last 6 hours"):
         meter.add("users", 1, at=datetime.fromtimestamp(T0 - 6 * HOUR - 1, UTC))
     assert meter.add("users", 1, at=T0 - 2 * HOUR) == datetime.fromtimestamp(H10 - 2 * HOUR, UTC)

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .ledger import Ledger, UsageEntry
-from .persistence import Journal
+from .persistence import Journal, JournalError
 
 __all__ = [
     "CallRecord",
@@ -276,11 +276,17 @@ class EmulatorState:
         with self.lock:
             journal = Journal(path)
             entries: list[UsageEntry] = []
-            for event in journal.read():
-                if event.get("kind") == "usage":
-                    entries.append(UsageEntry.from_json(event))
-                elif event.get("kind") == "resolved":
-                    self.resolved.add(str(event.get("token")))
+            for number, event in enumerate(journal.read(), start=2):
+                kind = event.get("kind")
+                try:
+                    if kind == "usage":
+                        entries.append(UsageEntry.from_json(event))
+                    elif kind == "resolved":
+                        self.resolved.add(str(event["token"]))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise JournalError(f"{journal.path}: line {number}: {exc}") from None
+                if kind not in {"usage", "resolved"}:
+                    raise JournalError(f"{journal.path}: line {number}: unknown kind {kind!r}")
             self.ledger.load(entries)
             self.journal = journal
             self.ledger.listener = self._journal_entry

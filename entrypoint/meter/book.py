@@ -97,6 +97,15 @@ class UsageBook:
         self.buckets[bucket.key] = bucket
         return hour
 
+    def undo(self, dimension: str, quantity: Decimal, hour: int) -> None:
+        """Take back an `add` whose save failed, if its bucket is still open."""
+        bucket = self.buckets.get((dimension, hour))
+        if bucket is None or bucket.state != "open":
+            return
+        bucket.quantity -= quantity
+        if bucket.quantity <= 0:
+            del self.buckets[bucket.key]
+
     def seal(self, now: float, *, current_hour: bool) -> list[Bucket]:
         """Seal every open bucket whose hour has ended (and the current hour's, on shutdown);
         return every sealed bucket, oldest first. Hours still in the future stay open."""

@@ -119,7 +119,8 @@ class Meter:
     ``state_file`` keeps unsent usage across restarts; one meter per file. ``client`` and
     ``region`` default to botocore in the task's Region. ``send_deadline`` bounds the retries of
     one hour's record (then it waits for the next round); ``persist_interval`` None makes every
-    `add` durable before it returns, a number saves at most that often instead.
+    `add` durable before it returns; a number makes the sender thread save that often instead
+    (and every send and `close` saves), so a crash loses at most that many seconds of usage.
     """
 
     def __init__(
@@ -163,9 +164,9 @@ class Meter:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, *, preflight: bool = True, background: bool = True) -> Self:
-        """Own the state file, load it, run the DryRun preflight, send hours that ended while
-        the software was down (`start_report` says what happened to them), and
-        (``background``) start the hourly sender thread."""
+        """Own the state file, load it, run the DryRun preflight, and start the sender thread,
+        which first sends the hours that ended while the software was down. Without
+        ``background``, those are sent before `start` returns, and `start_report` says how."""
         if self._book is not None:
             return self
         self.store.acquire()
@@ -183,7 +184,8 @@ class Meter:
                         sleep=self._sleep,
                         wall_clock=self._clock,
                     )
-            self.start_report = self.send_due()
+            if not background:  # else the sender thread does it first thing, without blocking
+                self.start_report = self.send_due()
         except BaseException:
             self._book = None
             self.store.release()
@@ -234,7 +236,9 @@ class Meter:
         hour it was credited to. Durable when it returns (unless ``persist_interval`` is set).
 
         `UsageError` for an undeclared dimension, a quantity MeterUsage cannot carry (negative,
-        over 6 decimals or 9999999999.999999), or a time in the future or over 6 hours ago.
+        over 6 decimals or 9999999999.999999), or a time that is naive, in the future or over 6
+        hours ago. `ConfigurationError` if the state file cannot be written; the usage is then
+        not counted.
         """
         book = self._require_started()
         if dimension not in self.dimensions:
@@ -243,6 +247,11 @@ class Meter:
             )
         amount = parse_quantity(quantity)
         now = self._clock()
+        if isinstance(at, datetime) and at.tzinfo is None:
+            raise UsageError(
+                f"usage time {at.isoformat()} has no time zone",
+                remedy="pass an aware datetime, such as datetime.now(UTC)",
+            )
         when = now if at is None else (at.timestamp() if isinstance(at, datetime) else float(at))
         if when > now or now - when > MAX_AGE:
             raise UsageError(
@@ -254,7 +263,14 @@ class Meter:
             credited = book.add(dimension, amount, hour_start(when))
             self._changes += 1
         if self._persist_interval is None:
-            self._save()
+            try:
+                self._save()
+            except BaseException:
+                # Not on disk, so not counted: the caller may add it again without billing twice.
+                with self._lock:
+                    book.undo(dimension, amount, credited)
+                    self._changes += 1
+                raise
         return _when(credited)
 
     def send_due(self) -> FlushReport:
@@ -420,8 +436,10 @@ class Meter:
         )
 
     def _run(self) -> None:
-        """The background sender: after each hour ends (plus a spread), send; save on time."""
-        while not self._stop.wait(self._next_wake()):
+        """The background sender: at once, then after each hour ends (plus a spread), send;
+        save on time."""
+        wait = 0.0
+        while not self._stop.wait(wait):
             try:
                 report = self.send_due()
                 if self._persist_interval is not None:
@@ -434,6 +452,7 @@ class Meter:
                     f"the meter's sender failed: {type(exc).__name__}: {exc}",
                     event="meter_sender_failed",
                 )
+            wait = self._next_wake()
 
     def _next_wake(self) -> float:
         now = self._clock()
