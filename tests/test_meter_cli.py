@@ -9,6 +9,7 @@ takes about half a second to import in each process).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -49,9 +50,15 @@ def assert_failed(run: Run, code: ExitCode, diagnosis: str) -> None:
     assert diagnosis in run.last_line, run.last_line
 
 
+def a_minute_ago() -> str:
+    """An explicit time, so that runs a moment apart never straddle an hour boundary."""
+    return str(int(time.time()) - 60)
+
+
 def test_meter_prints_the_record_id_and_a_rerun_is_idempotent(emulator: Emulator) -> None:
-    first = meter(emulator, "--dimension", "users", "--quantity", "12")
-    again = meter(emulator, "--dimension", "users", "--quantity", "12.000")
+    when = a_minute_ago()
+    first = meter(emulator, "--dimension", "users", "--quantity", "12", "--timestamp", when)
+    again = meter(emulator, "--dimension", "users", "--quantity", "12.000", "--timestamp", when)
     assert first.returncode == 0, first.stderr
     assert again.stdout == first.stdout
     (record,) = emulator.records(billed=True)
@@ -95,9 +102,10 @@ def test_meter_outcomes(emulator: Emulator) -> None:
 
 
 def test_another_quantity_for_a_reported_hour_is_refused(emulator: Emulator) -> None:
-    first = meter(emulator, "--dimension", "users", "--quantity", "3")
+    when = a_minute_ago()
+    first = meter(emulator, "--dimension", "users", "--quantity", "3", "--timestamp", when)
     assert first.returncode == 0, first.stderr
-    other = meter(emulator, "--dimension", "users", "--quantity", "4")
+    other = meter(emulator, "--dimension", "users", "--quantity", "4", "--timestamp", when)
     assert_failed(other, ExitCode.SERVICE_ERROR, "IdempotencyConflictException")
     assert "the hour was already reported with another quantity" in other.last_line
     assert len(emulator.records(billed=True)) == 1

@@ -29,6 +29,7 @@ __all__ = [
     "hour_start",
     "hour_text",
     "parse_quantity",
+    "seconds_to_next_hour",
 ]
 
 HOUR = 3600
@@ -42,6 +43,11 @@ _TOKEN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/marketplac
 def hour_start(timestamp: float) -> int:
     """The start of the UTC hour ``timestamp`` (epoch seconds) falls in."""
     return int(timestamp // HOUR) * HOUR
+
+
+def seconds_to_next_hour(now: float) -> float:
+    """How long from ``now`` until the current UTC hour ends (when its usage can be sent)."""
+    return hour_start(now) + HOUR - now
 
 
 def hour_text(hour: int) -> str:

@@ -55,13 +55,13 @@ from entrypoint.retry import Backoff
 
 from .book import Bucket, UsageBook
 from .hours import (
-    HOUR,
     MAX_AGE,
     check_dimension,
     format_quantity,
     hour_start,
     hour_text,
     parse_quantity,
+    seconds_to_next_hour,
 )
 from .send import default_client, meter_dry_run, send_usage
 from .store import StateFile
@@ -455,8 +455,7 @@ class Meter:
             wait = self._next_wake()
 
     def _next_wake(self) -> float:
-        now = self._clock()
-        wait = hour_start(now) + HOUR - now + self._uniform(0.0, SEND_SPREAD)
+        wait = seconds_to_next_hour(self._clock()) + self._uniform(0.0, SEND_SPREAD)
         if self._retry_soon:
             wait = min(wait, RETRY_INTERVAL)
         if self._persist_interval is not None:
