@@ -5,6 +5,8 @@ The public surface, all importable from here:
 * `verify_signature` - verify a RegisterUsage ``Signature`` (pure; PS256 only).
 * `ensure_entitled` - register usage and verify the answer in-process.
 * `load_public_key_pem`, `load_trust_store` - load the seller's public keys, with every check.
+* `Meter` - report custom-dimension usage with MeterUsage, once per dimension per hour, safely
+  across crashes and restarts; `meter_dry_run` - the MeterUsage DryRun check.
 * `EntrypointError` and its subclasses, each with ``exit_code`` and ``diagnosis()``; `ExitCode`.
 
 Attributes are imported on first use (PEP 562), so ``import entrypoint`` stays cheap and the
@@ -31,10 +33,12 @@ if TYPE_CHECKING:
         ServiceError,
         UntrustedKeyError,
         UsageError,
+        UsageRejectedError,
         VerificationError,
         WorkloadExecError,
     )
     from .keys import TrustedProduct, TrustStore, load_public_key_pem, load_trust_store
+    from .meter import Meter, meter_dry_run
     from .verify import VerifiedEntitlement, verify_signature
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "Entitlement",
     "EntrypointError",
     "ExitCode",
+    "Meter",
     "NotEntitledError",
     "PlatformNotSupportedError",
     "RetriesExhaustedError",
@@ -51,6 +56,7 @@ __all__ = [
     "TrustedProduct",
     "UntrustedKeyError",
     "UsageError",
+    "UsageRejectedError",
     "VerificationError",
     "VerifiedEntitlement",
     "WorkloadExecError",
@@ -58,6 +64,7 @@ __all__ = [
     "ensure_entitled",
     "load_public_key_pem",
     "load_trust_store",
+    "meter_dry_run",
     "verify_signature",
 ]
 
@@ -68,6 +75,8 @@ _HOMES = {
     "TrustedProduct": "keys",
     "load_public_key_pem": "keys",
     "load_trust_store": "keys",
+    "Meter": "meter",
+    "meter_dry_run": "meter",
     "VerifiedEntitlement": "verify",
     "verify_signature": "verify",
 }

@@ -3,8 +3,9 @@
 Sellers run it in their CI and in a debug shell in the task. It validates the keys directory and
 the settings, resolves and prints the Region (and where it came from), the Metering endpoint and
 the credential source, and with ``--call`` makes one RegisterUsage call (no retries) and verifies
-the answer. It fails exactly as a start would, with the same exit codes and diagnosis, after
-printing what it had found so far.
+the answer; ``--meter-dimension D`` adds a MeterUsage DryRun for pricing dimension D (permissions
+and dimension checked, nothing recorded). It fails exactly as a start would, with the same exit
+codes and diagnosis, after printing what it had found so far.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def run_check(argv: Sequence[str]) -> int:
     settings = parse_settings_args(args)
     report = _Report(settings.log_format, sys.stdout)
     try:
-        status = _steps(settings, report, call=args.call)
+        status = _steps(settings, report, call=args.call, dimensions=args.meter_dimension)
     except BaseException:
         if report.facts:
             report.finish("failed (see the error below)")
@@ -60,7 +61,9 @@ def run_check(argv: Sequence[str]) -> int:
     return 0
 
 
-def _steps(settings: Settings, report: _Report, *, call: bool) -> str:
+def _steps(
+    settings: Settings, report: _Report, *, call: bool, dimensions: Sequence[str] = ()
+) -> str:
     """Every step of a start but the exec; returns the result line."""
     from .bootstrap import Entitlement
     from .config import select_target
@@ -94,6 +97,17 @@ def _steps(settings: Settings, report: _Report, *, call: bool) -> str:
     if source is not None:
         support = "supported" if source.supported else "NOT supported by AWS for metering"
         report.add("credentials", f"{source.description} ({support})")
+    for dimension in dimensions:
+        from .meter import meter_dry_run
+
+        # MeterUsageRequest.DryRun: permissions and dimension checked, nothing recorded.
+        dry_run = meter_dry_run(
+            product_code=target.product_code,
+            dimension=dimension,
+            region=region.name,
+            deadline=min(settings.deadline, 60.0),
+        )
+        report.add("meter", f"{dimension}: DryRun accepted after {dry_run.attempts} attempt(s)")
     if not call:
         report.add("register", "not called (add --call to make one RegisterUsage call)")
         return "ready"

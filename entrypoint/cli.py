@@ -3,8 +3,9 @@
     ENTRYPOINT ["tini", "--", "marketplace-entrypoint", "--"]
     CMD ["my-server", "--port", "8080"]
 
-Subcommands: ``demo`` (the whole flow against the embedded emulator) and ``emulator`` (run the
-emulator). Anything else is the bootstrap itself: options, then ``--``, then the workload.
+Subcommands: ``demo`` (the whole flow against the embedded emulator), ``emulator`` (run the
+emulator) and ``meter`` (report custom-dimension usage with MeterUsage). Anything else is the
+bootstrap itself: options, then ``--``, then the workload.
 
 This module imports only the standard library at the top, so SIGINT/SIGTERM handlers are in
 place before the SDK's imports start (about 150 ms of a cold start).
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 PROGRAM = "marketplace-entrypoint"
-SUBCOMMANDS = ("check", "demo", "emulator")
+SUBCOMMANDS = ("check", "demo", "emulator", "meter")
 SETTING_NAMES = (
     "product_code",
     "public_key_version",
@@ -44,9 +45,10 @@ SETTING_NAMES = (
 
 _USAGE = f"""\
 {PROGRAM} [OPTIONS] [--] WORKLOAD [ARG...]
-       {PROGRAM} check [OPTIONS] [--call]
+       {PROGRAM} check [OPTIONS] [--call] [--meter-dimension D]...
        {PROGRAM} demo [--outcome OUTCOME] [-- WORKLOAD...]
-       {PROGRAM} emulator [--port N] [--keys-out DIR] [--product CODE[:OPTIONS]]..."""
+       {PROGRAM} emulator [--port N] [--keys-out DIR] [--product CODE[:OPTIONS]]...
+       {PROGRAM} meter --dimension D (--quantity Q [--timestamp T] | --dry-run)"""
 
 _EPILOG = """\
 Every option except --keys-dir can also come from the environment variable named in brackets.
@@ -104,6 +106,13 @@ def settings_parser(*, check: bool = False) -> _Parser:
     if check:
         parser.add_argument(
             "--call", action="store_true", help="make one RegisterUsage call and verify it"
+        )
+        parser.add_argument(
+            "--meter-dimension",
+            action="append",
+            default=[],
+            metavar="DIMENSION",
+            help="also check MeterUsage for this pricing dimension with a DryRun (repeatable)",
         )
     else:
         parser.add_argument("workload", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -233,5 +242,10 @@ def _main(args: list[str]) -> int:
     if command == "demo":
         _setup_logging(_peek_log_format(args[1:]))
         return _run(lambda: _demo(args[1:]))
+    if command == "meter":
+        _setup_logging(_peek_log_format(args[1:]))
+        from .meter.cli import main as meter_main
+
+        return _run(lambda: meter_main(args[1:]))
     _setup_logging(_peek_log_format(args))
     return _run(lambda: _bootstrap(args))

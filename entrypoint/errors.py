@@ -4,7 +4,8 @@ Errors are split by the source of the fault, as tuf and pyjwt do:
 
 * the operator's invocation or configuration (`UsageError`, `ConfigurationError`),
 * untrusted data that failed verification (`VerificationError`),
-* the Metering service's answer (`NotEntitledError`, `PlatformNotSupportedError`, `ServiceError`),
+* the Metering service's answer (`NotEntitledError`, `PlatformNotSupportedError`, `ServiceError`,
+  and `UsageRejectedError` for metering records the service refused),
 * the network or platform over time (`RetriesExhaustedError`), and
 * the process itself (`BootstrapInterrupted`, `WorkloadExecError`).
 
@@ -29,6 +30,7 @@ __all__ = [
     "ServiceError",
     "UntrustedKeyError",
     "UsageError",
+    "UsageRejectedError",
     "VerificationError",
     "WorkloadExecError",
 ]
@@ -137,6 +139,19 @@ class ServiceError(EntrypointError):
 
     exit_code = ExitCode.SERVICE_ERROR
     summary = "service error"
+
+
+class UsageRejectedError(ServiceError):
+    """MeterUsage refused a record for good: another quantity was already recorded for that
+    dimension and hour (DuplicateRequestException, IdempotencyConflictException), or its timestamp
+    is out of bounds (TimestampOutOfBoundsException). Retrying the same record cannot succeed.
+    ``code`` is the service's error code."""
+
+    summary = "usage rejected"
+
+    def __init__(self, reason: str, *, code: str, remedy: str | None = None) -> None:
+        super().__init__(reason, remedy=remedy)
+        self.code = code
 
 
 class RetriesExhaustedError(EntrypointError):

@@ -1,12 +1,13 @@
-"""The Metering API call: one RegisterUsage attempt, its outcome classified.
+"""The Metering API calls: one RegisterUsage or MeterUsage attempt, its outcome classified.
 
-This is the thin I/O layer under the retry loop. A `MeteringClient` makes exactly one attempt and
-either returns the answer, raises `Transient` (worth retrying: throttling, server faults, the
-network) or raises a final `EntrypointError` that says what the operator must fix.
+This is the thin I/O layer under the retry loop. A `MeteringClient` (RegisterUsage) or
+`MeterUsageClient` (MeterUsage) makes exactly one attempt and either returns the answer, raises
+`Transient` (worth retrying: throttling, server faults, the network) or raises a final
+`EntrypointError` that says what the operator must fix.
 
 `BotocoreMeteringClient` uses botocore's own credential chain, SigV4 signer, endpoint resolution
 (so ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` works) and wire protocol, with botocore's retries
-switched off: retries, deadline and logging belong to `entrypoint.register`.
+switched off: retries, deadline and logging belong to `entrypoint.retry`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .errors import (
     NotEntitledError,
     PlatformNotSupportedError,
     ServiceError,
+    UsageRejectedError,
     VerificationError,
     one_line,
 )
@@ -39,20 +41,30 @@ if TYPE_CHECKING:
 __all__ = [
     "AutoMeteringClient",
     "BotocoreMeteringClient",
+    "MeterUsageAnswer",
+    "MeterUsageClient",
     "MeteringClient",
     "RegisterUsageAnswer",
     "StaticCredentials",
     "Transient",
     "classify_client_error",
+    "classify_meter_usage_error",
     "classify_sts_error",
     "create_metering_client",
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
-ROLE_REMEDY = (
-    f"give the task an IAM role allowing {IAM_ACTION} (ECS task role, or IRSA on EKS; managed "
-    "policy AWSMarketplaceMeteringRegisterUsage)"
-)
+METER_USAGE_IAM_ACTION = "aws-marketplace:MeterUsage"
+
+
+def _role_remedy(action: str, policy: str) -> str:
+    return (
+        f"give the task an IAM role allowing {action} (ECS task role, or IRSA on EKS; managed "
+        f"policy {policy})"
+    )
+
+
+ROLE_REMEDY = _role_remedy(IAM_ACTION, "AWSMarketplaceMeteringRegisterUsage")
 _IRSA_REMEDY = (
     "check the IAM role's trust policy (the cluster's OIDC provider, sub "
     "system:serviceaccount:<namespace>:<serviceaccount>) and the service account's "
@@ -96,6 +108,35 @@ class MeteringClient(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class MeterUsageAnswer:
+    """A MeterUsage that the service accepted: ``record_id`` is its MeteringRecordId, or None
+    for a DryRun (answered ``DryRunOperation``: permitted, nothing recorded)."""
+
+    record_id: str | None
+    dry_run: bool = False
+
+
+class MeterUsageClient(Protocol):
+    """One MeterUsage attempt.
+
+    ``quantity`` is a canonical decimal string (``^(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?$``,
+    UsageQuantityAsDecimalString in the API model). ``client_token`` makes retries idempotent.
+    """
+
+    def meter_usage(
+        self,
+        *,
+        product_code: str,
+        dimension: str,
+        timestamp: datetime,
+        quantity: str,
+        client_token: str,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> MeterUsageAnswer: ...
+
+
+@dataclass(frozen=True, slots=True)
 class StaticCredentials:
     """Explicit credentials (the demo and tests). Production uses botocore's provider chain."""
 
@@ -105,6 +146,28 @@ class StaticCredentials:
 
     def __repr__(self) -> str:  # never print a secret, even by accident
         return f"StaticCredentials(access_key_id={self.access_key_id[:4]}…)"
+
+
+def _credential_remedies(role_remedy: str) -> dict[str, str]:
+    """What AWS's front end answers for credentials and signing, and the remedy for each."""
+    return {
+        "AccessDeniedException": role_remedy,
+        "AccessDenied": role_remedy,
+        "UnrecognizedClientException": "the credentials are not valid AWS credentials; "
+        + role_remedy,
+        "InvalidClientTokenId": "the access key is not valid; " + role_remedy,
+        "ExpiredTokenException": "the credentials have expired; use the task role or IRSA, whose "
+        "credentials are refreshed automatically",
+        "ExpiredToken": "the credentials have expired; use the task role or IRSA, whose "
+        "credentials are refreshed automatically",
+        "InvalidSignatureException": "the request signature was refused; check the secret key "
+        "and this host's clock",
+        "SignatureDoesNotMatch": "the request signature was refused; check the secret key and "
+        "this host's clock",
+        "IncompleteSignature": "the request signature was incomplete; check the credentials",
+        "MissingAuthenticationTokenException": "the request was not signed; " + role_remedy,
+        "MissingAuthenticationToken": "the request was not signed; " + role_remedy,
+    }
 
 
 # Errors RegisterUsage models, plus the ones AWS's front end gives for credentials and signing.
@@ -117,21 +180,7 @@ _FINAL_CONFIGURATION: Mapping[str, str] = {
     "check AWS_REGION / AWS_DEFAULT_REGION",
     "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
     "AWS Marketplace supports",
-    "AccessDeniedException": ROLE_REMEDY,
-    "AccessDenied": ROLE_REMEDY,
-    "UnrecognizedClientException": "the credentials are not valid AWS credentials; " + ROLE_REMEDY,
-    "InvalidClientTokenId": "the access key is not valid; " + ROLE_REMEDY,
-    "ExpiredTokenException": "the credentials have expired; use the task role or IRSA, whose "
-    "credentials are refreshed automatically",
-    "ExpiredToken": "the credentials have expired; use the task role or IRSA, whose credentials "
-    "are refreshed automatically",
-    "InvalidSignatureException": "the request signature was refused; check the secret key and "
-    "this host's clock",
-    "SignatureDoesNotMatch": "the request signature was refused; check the secret key and this "
-    "host's clock",
-    "IncompleteSignature": "the request signature was incomplete; check the credentials",
-    "MissingAuthenticationTokenException": "the request was not signed; " + ROLE_REMEDY,
-    "MissingAuthenticationToken": "the request was not signed; " + ROLE_REMEDY,
+    **_credential_remedies(ROLE_REMEDY),
 }
 _RETRYABLE_CODES = frozenset(
     {
@@ -195,6 +244,69 @@ def classify_sts_error(code: str, status: int, message: str) -> EntrypointError 
     return ConfigurationError(
         f"IRSA credentials refused: STS AssumeRoleWithWebIdentity answered {code}: {shown}",
         remedy=_IRSA_REMEDY,
+    )
+
+
+_METER_USAGE_ROLE_REMEDY = _role_remedy(METER_USAGE_IAM_ACTION, "AWSMarketplaceMeteringFullAccess")
+
+# Errors MeterUsage models (botocore service-2.json, operation MeterUsage), plus the front end's.
+_METER_USAGE_CONFIGURATION: Mapping[str, str] = {
+    "InvalidProductCodeException": "the product code does not match an AWS Marketplace listing; "
+    "check MARKETPLACE_PRODUCT_CODE against the Management Portal",
+    "InvalidUsageDimensionException": "the dimension is not one of the product's pricing "
+    "dimensions; use a dimension's API name as the Management Portal shows it",
+    "InvalidEndpointRegionException": "MeterUsage must be called in the Region the task runs in; "
+    "check AWS_REGION / AWS_DEFAULT_REGION",
+    "InvalidUsageAllocationsException": "the usage allocations do not add up to the quantity, or "
+    "mix whole and decimal quantities",
+    "InvalidTagException": "an allocation tag is invalid; check the tag keys and values",
+    "ValidationException": "the request broke a limit of the Metering API model; check the "
+    "dimension (1-255 characters) and the quantity (at most 10 digits and 6 decimals)",
+    "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
+    "AWS Marketplace supports",
+    # The DryRun answer when the caller lacks permission (MeterUsageRequest.DryRun documentation).
+    "UnauthorizedException": _METER_USAGE_ROLE_REMEDY,
+    **_credential_remedies(_METER_USAGE_ROLE_REMEDY),
+}
+_USAGE_REJECTED: Mapping[str, str] = {
+    "DuplicateRequestException": "another quantity was already recorded for this dimension and "
+    "hour (AWS takes one record per dimension per hour per task, and never changes it)",
+    "IdempotencyConflictException": "this ClientToken was already used with other parameters: "
+    "the hour was already reported with another quantity",
+    "TimestampOutOfBoundsException": "MeterUsage takes usage at most 6 hours old and never from "
+    "the future; check the timestamp and this host's clock",
+}
+
+
+def classify_meter_usage_error(code: str, status: int, message: str) -> EntrypointError | Transient:
+    """Map a MeterUsage error response to what the meter must do about it.
+
+    Throttling and server faults are retried (the same record with the same ClientToken, so a
+    retry can never bill twice). A refused record (`UsageRejectedError`) is final for that record;
+    configuration and credential errors are final until the operator fixes them.
+    """
+    shown = one_line(message, 200)
+    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
+        return Transient(code or f"HTTP {status}", shown)
+    if code == "CustomerNotEntitledException":
+        return NotEntitledError(
+            f"MeterUsage refused: the buyer has no active subscription to this product "
+            f"(CustomerNotEntitledException{': ' + shown if shown else ''})",
+            remedy="the buyer must subscribe to the product in AWS Marketplace",
+        )
+    rejected = _USAGE_REJECTED.get(code)
+    if rejected is not None:
+        return UsageRejectedError(
+            f"MeterUsage refused the record: {code}: {shown}",
+            code=code,
+            remedy=rejected,
+        )
+    remedy = _METER_USAGE_CONFIGURATION.get(code)
+    if remedy is not None:
+        return ConfigurationError(f"MeterUsage refused: {code}: {shown}", remedy=remedy)
+    return ServiceError(
+        f"MeterUsage refused with HTTP {status} {code or '(no error code)'}: {shown}",
+        remedy="the usage is kept and sent again later; report this if it persists",
     )
 
 
@@ -400,8 +512,90 @@ class BotocoreMeteringClient:
             ) from None
         return answer_from_response(response)
 
+    def meter_usage(
+        self,
+        *,
+        product_code: str,
+        dimension: str,
+        timestamp: datetime,
+        quantity: str,
+        client_token: str,
+        dry_run: bool = False,
+        timeout: float | None = None,
+    ) -> MeterUsageAnswer:
+        """One MeterUsage attempt (see `MeterUsageClient`).
 
-def _classify_botocore(exc: Exception) -> EntrypointError | Transient:
+        Sends ``UsageQuantityAsDecimal`` (the API model deprecates the integer ``UsageQuantity``
+        since 2026-10-20); a botocore too old to know it gets whole quantities as
+        ``UsageQuantity``. A malformed 200 answer is `Transient`: the ClientToken makes the retry
+        safe, and only a parsed answer proves the record exists.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
+
+        connect, read = self.connect_timeout, self.read_timeout
+        if timeout is not None:
+            connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
+        client = self._client(connect, read)
+        params: dict[str, Any] = {
+            "ProductCode": product_code,
+            "Timestamp": timestamp,
+            "UsageDimension": dimension,
+            "ClientToken": client_token,
+            "DryRun": dry_run,
+        }
+        params.update(_quantity_parameter(client, quantity))
+        try:
+            response: Mapping[str, Any] = client.meter_usage(**params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if dry_run and code == "DryRunOperation":
+                # MeterUsageRequest.DryRun: "If you have the permissions, the request returns
+                # DryRunOperation; otherwise, it returns UnauthorizedException."
+                return MeterUsageAnswer(record_id=None, dry_run=True)
+            raise classify_meter_usage_error(
+                code, int(status or 0), str(error.get("Message", ""))
+            ) from None
+        except BotoCoreError as exc:
+            raise _classify_botocore(exc, _METER_USAGE_ROLE_REMEDY) from None
+        except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
+            raise Transient("ResponseParserError", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
+            raise ServiceError(
+                f"MeterUsage failed unexpectedly ({type(exc).__name__}: {one_line(exc, 200)})",
+                remedy="the usage is kept and sent again later; report this if it persists",
+            ) from None
+        record_id = response.get("MeteringRecordId")
+        if dry_run:
+            raise ServiceError(
+                "MeterUsage answered a DryRun with success instead of DryRunOperation",
+                remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING points at the Metering service",
+            )
+        if not isinstance(record_id, str) or not record_id:
+            raise Transient("NoMeteringRecordId", "the MeterUsage answer carried no record id")
+        return MeterUsageAnswer(record_id=record_id)
+
+
+def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: ANN401 - a botocore client
+    """``UsageQuantityAsDecimal`` when the SDK's model has it, else a whole ``UsageQuantity``."""
+    members = client.meta.service_model.operation_model("MeterUsage").input_shape.members
+    if "UsageQuantityAsDecimal" in members:
+        return {"UsageQuantityAsDecimal": quantity}
+    whole, _, fraction = quantity.partition(".")
+    if fraction.strip("0"):
+        raise ConfigurationError(
+            f"the installed botocore cannot send the fractional quantity {quantity} "
+            "(its API model predates UsageQuantityAsDecimal)",
+            remedy="upgrade boto3 and botocore",
+        )
+    return {"UsageQuantity": int(whole)}
+
+
+def _classify_botocore(
+    exc: Exception, role_remedy: str = ROLE_REMEDY
+) -> EntrypointError | Transient:
     """Map botocore's own (non-HTTP-status) failures."""
     from botocore import exceptions as bx
 
@@ -412,7 +606,7 @@ def _classify_botocore(exc: Exception) -> EntrypointError | Transient:
             remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
         )
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=ROLE_REMEDY)
+        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=role_remedy)
     if isinstance(exc, bx.CredentialRetrievalError):
         # The container credentials endpoint or STS is not ready yet: common in the first
         # seconds of a task. Retried inside the deadline.

@@ -1,54 +1,32 @@
 """RegisterUsage with a fresh nonce per attempt, retried with backoff inside a deadline.
 
 AWS "strongly recommends implementing retries for up to 30 minutes, with exponential back off".
-The policy is capped exponential backoff with full jitter (the AWS Architecture Blog's "Exponential
-Backoff And Jitter"): attempt *n* waits ``uniform(0, min(cap, base * 2**n))``. Full jitter spreads
-a fleet that starts at once, so the service sees few extra requests per registration.
-
-The deadline bounds the whole registration: no wait runs past it, and attempts near it get
-shorter timeouts. Clock, sleep and randomness are injected, so tests move time explicitly.
+The loop itself (capped exponential backoff with full jitter, the deadline, the log lines) is
+`entrypoint.retry`, shared with MeterUsage; this module adds what is particular to RegisterUsage:
+a fresh nonce for every attempt, remembered with the answer it belongs to.
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import RetriesExhaustedError
-from .logs import event
-from .metering import MeteringClient, RegisterUsageAnswer, Transient
+from .metering import MeteringClient, RegisterUsageAnswer
+from .retry import MIN_ATTEMPT_SECONDS, Backoff, retry_transient
 
-__all__ = ["Backoff", "Registration", "new_nonce", "register_with_retries"]
+__all__ = ["MIN_ATTEMPT_SECONDS", "Backoff", "Registration", "new_nonce", "register_with_retries"]
 
 # 32 random bytes (256 bits) as 43 base64url characters: well inside the API's 255-character
 # Nonce limit and above the 128 bits issue 2 asks for.
 NONCE_BYTES = 32
-# Below this much time left, another attempt cannot finish: give up rather than overrun.
-MIN_ATTEMPT_SECONDS = 0.1
 
 
 def new_nonce() -> str:
     """A fresh nonce from the operating system's CSPRNG."""
     return secrets.token_urlsafe(NONCE_BYTES)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter."""
-
-    base: float = 1.0
-    cap: float = 30.0
-
-    def ceiling(self, failures: int) -> float:
-        """The longest wait after ``failures`` consecutive failures (1 or more)."""
-        return min(self.cap, self.base * 2.0 ** min(failures - 1, 64))
-
-    def delay(self, failures: int, uniform: Callable[[float, float], float]) -> float:
-        return uniform(0.0, self.ceiling(failures))
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,45 +53,34 @@ def register_with_retries(
 ) -> Registration:
     """Call RegisterUsage until it answers, fails finally, or ``deadline`` seconds pass.
 
-    Returns the first successful answer (unverified). Raises the client's final errors at once,
-    and `RetriesExhaustedError` naming the last transient error when time runs out.
+    Returns the first successful answer (unverified) with the nonce of the attempt that got it.
+    Raises the client's final errors at once, and `RetriesExhaustedError` naming the last
+    transient error when time runs out.
     """
-    start = clock()
-    end = start + deadline
-    attempts = 0
-    while True:
-        remaining = end - clock()
+
+    def attempt(remaining: float) -> tuple[RegisterUsageAnswer, str]:
         nonce = nonce_factory()
-        attempts += 1
-        try:
-            answer = client.register_usage(
-                product_code=product_code,
-                public_key_version=public_key_version,
-                nonce=nonce,
-                timeout=remaining,
-            )
-        except Transient as failure:
-            now = clock()
-            remaining = end - now
-            wait = min(backoff.delay(attempts, uniform), max(remaining, 0.0))
-            if remaining - wait < MIN_ATTEMPT_SECONDS:
-                raise RetriesExhaustedError(
-                    f"RegisterUsage did not succeed in {attempts} attempt"
-                    f"{'s' if attempts != 1 else ''} over {now - start:.1f}s "
-                    f"(deadline {deadline:g}s); last error: {failure}",
-                    remedy="check egress to the Metering endpoint and the task's credentials, "
-                    "or raise MARKETPLACE_RETRY_DEADLINE",
-                ) from None
-            event(
-                logging.WARNING,
-                f"RegisterUsage attempt {attempts} failed: {failure}; retrying in {wait:.2f}s "
-                f"({remaining:.1f}s left of the {deadline:g}s deadline)",
-                event="register_usage_retry",
-                attempt=attempts,
-                error=failure.code,
-                wait_seconds=round(wait, 3),
-                seconds_left=round(remaining, 3),
-            )
-            sleep(wait)
-            continue
-        return Registration(answer=answer, nonce=nonce, attempts=attempts, elapsed=clock() - start)
+        answer = client.register_usage(
+            product_code=product_code,
+            public_key_version=public_key_version,
+            nonce=nonce,
+            timeout=remaining,
+        )
+        return answer, nonce
+
+    outcome = retry_transient(
+        attempt,
+        operation="RegisterUsage",
+        event_name="register_usage_retry",
+        deadline=deadline,
+        backoff=backoff,
+        remedy="check egress to the Metering endpoint and the task's credentials, "
+        "or raise MARKETPLACE_RETRY_DEADLINE",
+        clock=clock,
+        sleep=sleep,
+        uniform=uniform,
+    )
+    answer, nonce = outcome.value
+    return Registration(
+        answer=answer, nonce=nonce, attempts=outcome.attempts, elapsed=outcome.elapsed
+    )

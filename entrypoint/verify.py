@@ -138,7 +138,7 @@ def _reject_constant(name: str) -> NoReturn:
 # Built once (json.loads with hooks builds a decoder on every call); its scanner is called
 # directly, which is what JSONDecoder.decode does after skipping whitespace with a regex.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-_SCAN = _DECODER.scan_once
+_SCAN = _DECODER.scan_once  # type: ignore[attr-defined]  # set in JSONDecoder.__init__, untyped
 _JSON_WHITESPACE = " \t\n\r"  # RFC 8259 §2
 
 

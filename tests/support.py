@@ -18,6 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from entrypoint.emulator import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
 
+# 2026-11-21T10:30:00Z: the instant time-injected tests start from (a Saturday, mid-month).
+T0 = 1_795_257_000.0
+HOUR = 3600.0
+
 REPO = Path(__file__).resolve().parent.parent
 CONSOLE_SCRIPT = Path(sys.executable).with_name("marketplace-entrypoint")
 WORKLOAD = Path(__file__).with_name("workload.py")
@@ -231,3 +235,45 @@ def proc_status(text: str) -> dict[str, str]:
 def signal_bit(signum: int) -> int:
     """The bit of ``signum`` in /proc/<pid>/status masks (SigIgn, SigBlk, SigCgt)."""
     return 1 << (signum - 1)
+
+
+class FakeClock:
+    """Epoch seconds that move only when told: ``advance``, or ``sleep`` (which records it)."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+    def set(self, when: float) -> None:
+        with self._lock:
+            self.now = when
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds >= 0
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+def metering_client(emulator: Emulator, *, region: str | None = None, validate: bool = True) -> Any:
+    """An unmodified boto3 Metering client pointed at ``emulator``; ``validate=False`` turns off
+    botocore's own parameter checks, so that the emulator's validation is what answers."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "meteringmarketplace",
+        region_name=region or emulator.region,
+        endpoint_url=emulator.url,
+        aws_access_key_id=EMULATOR_ACCESS_KEY_ID,
+        aws_secret_access_key=EMULATOR_SECRET_ACCESS_KEY,
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate),
+    )

@@ -108,20 +108,22 @@ def _raw(emulator: Emulator, body: bytes, target: str, *, sign: bool = True) -> 
 
 def test_protocol_errors(emulator: Emulator) -> None:
     target = "AWSMPMeteringService.RegisterUsage"
-    assert _raw(emulator, b"{not json", target)[1]["__type"] == "SerializationException"
-    assert _raw(emulator, b"[]", target)[1]["__type"] == "SerializationException"
-    assert (
-        _raw(emulator, b"{}", "AWSMPMeteringService.Nope")[1]["__type"]
-        == "UnknownOperationException"
+    serialization = "com.amazon.coral.service#SerializationException"
+    assert _raw(emulator, b"{not json", target) == (400, {"__type": serialization})
+    assert _raw(emulator, b"[]", target)[1]["__type"] == serialization
+    assert _raw(emulator, b"{}", "AWSMPMeteringService.Nope") == (
+        400,
+        {"__type": "com.amazon.coral.service#UnknownOperationException"},
     )
     status, body = _raw(emulator, b"{}", target, sign=False)
     assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
+    validation = "com.amazon.coral.validate#ValidationException"
     status, body = _raw(emulator, b'{"ProductCode": "prod-test", "PublicKeyVersion": 0}', target)
-    assert (status, body["__type"]) == (400, "ValidationException")
+    assert (status, body["__type"]) == (400, validation)
     status, body = _raw(emulator, b'{"PublicKeyVersion": 1}', target)
-    assert (status, body["__type"]) == (400, "ValidationException")
+    assert (status, body["__type"]) == (400, validation)
     nonce = json.dumps({"ProductCode": "prod-test", "PublicKeyVersion": 1, "Nonce": "n" * 256})
-    assert _raw(emulator, nonce.encode(), target)[1]["__type"] == "ValidationException"
+    assert _raw(emulator, nonce.encode(), target)[1]["__type"] == validation
 
 
 def test_write_keys_lays_out_the_keys_directory(emulator: Emulator, tmp_path: Any) -> None:

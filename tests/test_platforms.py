@@ -445,3 +445,22 @@ def test_check_configuration_error(emulator: Emulator, tmp_path: Path) -> None:
 def test_check_refuses_a_workload(emulator: Emulator, keys_dir: Path) -> None:
     result = run_cli(["check", "--keys-dir", str(keys_dir), "--", "true"], fargate(emulator))
     assert result.returncode == ExitCode.USAGE
+
+
+def test_check_meter_dry_run(emulator: Emulator, keys_dir: Path) -> None:
+    emulator.configure(PRODUCT, dimensions=("users",))
+    command = ["check", "--keys-dir", str(keys_dir), "--meter-dimension", "users"]
+    result = run_cli(command, fargate(emulator))
+    assert result.returncode == 0, result.stderr
+    assert "meter        users: DryRun accepted after 1 attempt(s)" in result.stdout
+    dry_runs = emulator.calls("MeterUsage")
+    assert [call.error for call in dry_runs] == ["DryRunOperation"]
+    assert emulator.records() == []  # a DryRun records nothing
+
+
+def test_check_meter_dry_run_unknown_dimension(emulator: Emulator, keys_dir: Path) -> None:
+    emulator.configure(PRODUCT, dimensions=("users",))
+    command = ["check", "--keys-dir", str(keys_dir), "--meter-dimension", "gigabytes"]
+    result = run_cli(command, fargate(emulator))
+    assert result.returncode == ExitCode.CONFIGURATION, result.stderr
+    assert "InvalidUsageDimensionException" in result.last_line

@@ -1,11 +1,22 @@
 """``marketplace-entrypoint emulator``: run the Metering emulator until interrupted.
 
     marketplace-entrypoint emulator --port 8787 --keys-out ./emulator-keys \\
-        --product prod-abc --product prod-nope:not-entitled --product prod-busy:throttle=3
+        --product prod-abc:dimensions=users+hosts --product prod-nope:not-entitled \\
+        --customer prod-abc:123456789012:identifier=cust-1 --state-file ./emulator.jsonl
 
 Product options (after ``:``, comma-separated): ``entitled`` (default), ``not-entitled``,
 ``platform-not-supported``, ``invalid-region``, ``disabled-api``, ``throttle=N``,
-``server-error=N``, ``rotation=<ISO 8601 time>``, ``versions=1+2``, ``latency=SECONDS``.
+``server-error=N``, ``rotation=<ISO 8601 time>``, ``versions=1+2``, ``latency=SECONDS``,
+``dimensions=D1+D2`` (MeterUsage/BatchMeterUsage dimensions; default: any),
+``unprocessed=N`` (the next N BatchMeterUsage records come back unprocessed).
+
+Customer options (SaaS, after ``CODE:ACCOUNT_ID:``): ``identifier=ID`` (a legacy
+CustomerIdentifier), ``license=ARN``, ``unsubscribed``, ``token=TOKEN`` and ``token-ttl=SECONDS``
+(the registration token ResolveCustomer redeems; one is made up and printed if not given).
+
+``--state-file`` journals every metering record and replays it on start: a restarted emulator
+remembers what it recorded. ``GET /_emulator/state`` shows the state, ``POST /_emulator/reset``
+clears it.
 """
 
 from __future__ import annotations
@@ -20,10 +31,11 @@ from typing import Any, NoReturn
 
 from entrypoint.errors import UsageError
 
+from .persistence import JournalError
 from .server import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
-from .state import Outcome
+from .state import Customer, Outcome, RegistrationToken
 
-__all__ = ["main", "parse_product"]
+__all__ = ["main", "parse_customer", "parse_product"]
 
 
 def parse_product(spec: str) -> tuple[str, dict[str, Any]]:
@@ -47,9 +59,37 @@ def parse_product(spec: str) -> tuple[str, dict[str, Any]]:
             fields["latency"] = float(value)
         elif name == "versions":
             fields["key_versions"] = tuple(int(v) for v in value.split("+"))
+        elif name == "dimensions":
+            fields["dimensions"] = tuple(d for d in value.split("+") if d)
+        elif name == "unprocessed":
+            fields["unprocessed"] = int(value)
         else:
             raise ValueError(f"unknown product option {name!r}")
     return code, fields
+
+
+def parse_customer(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """``CODE:ACCOUNT_ID[:OPTION,...]`` -> (code, account, options). Raises ValueError."""
+    code, _, rest = spec.partition(":")
+    account, _, options = rest.partition(":")
+    if not code or not account.isdigit() or len(account) != 12:
+        raise ValueError(f"{spec!r} is not CODE:ACCOUNT_ID with a 12-digit account id")
+    fields: dict[str, Any] = {}
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        name, _, value = option.partition("=")
+        if name == "unsubscribed" and not value:
+            fields["subscribed"] = False
+        elif name == "identifier" and value:
+            fields["identifier"] = value
+        elif name == "license" and value:
+            fields["license_arn"] = value
+        elif name == "token" and value:
+            fields["token"] = value
+        elif name == "token-ttl" and value:
+            fields["ttl"] = float(value)
+        else:
+            raise ValueError(f"unknown customer option {option!r}")
+    return code, account, fields
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,7 +97,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, remedy="see marketplace-entrypoint emulator --help")
 
 
-def main(argv: Sequence[str]) -> int:
+def _parser() -> _Parser:
     parser = _Parser(
         prog="marketplace-entrypoint emulator",
         description="Run a local AWS Marketplace Metering emulator.",
@@ -75,14 +115,93 @@ def main(argv: Sequence[str]) -> int:
         metavar="CODE[:OPTIONS]",
         help="a product and its behaviour (repeatable; default: demo-product, entitled)",
     )
-    args = parser.parse_args(list(argv))
-    emulator = Emulator(region=args.region, host=args.host, port=args.port)
+    parser.add_argument(
+        "--customer",
+        action="append",
+        default=[],
+        metavar="CODE:ACCOUNT_ID[:OPTIONS]",
+        help="a SaaS customer of a product, for BatchMeterUsage and ResolveCustomer (repeatable)",
+    )
+    parser.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="journal metering records to FILE and replay them on start",
+    )
+    return parser
+
+
+def _build(args: argparse.Namespace) -> tuple[Emulator, list[tuple[Customer, RegistrationToken]]]:
+    """The configured emulator (not yet listening) and its customers' registration tokens."""
+    try:
+        emulator = Emulator(
+            region=args.region, host=args.host, port=args.port, state_file=args.state_file
+        )
+    except (JournalError, OSError) as exc:
+        raise UsageError(
+            f"--state-file {args.state_file}: {exc}",
+            remedy="move the file aside (nothing is read from it then) or fix it",
+        ) from None
     for spec in args.product or ["demo-product"]:
         try:
             code, fields = parse_product(spec)
         except ValueError as exc:
             raise UsageError(f"--product {spec!r}: {exc}") from None
         emulator.configure(code, **fields)
+    customers = []
+    for spec in args.customer:
+        try:
+            code, account, fields = parse_customer(spec)
+        except ValueError as exc:
+            raise UsageError(f"--customer {spec!r}: {exc}") from None
+        token_fields = {k: fields.pop(k) for k in ("token", "ttl") if k in fields}
+        customer = emulator.add_customer(code, aws_account_id=account, **fields)
+        customers.append((customer, emulator.issue_registration_token(customer, **token_fields)))
+    return emulator, customers
+
+
+def _announce(
+    emulator: Emulator,
+    args: argparse.Namespace,
+    customers: list[tuple[Customer, RegistrationToken]],
+) -> None:
+    out = sys.stdout
+    print(f"Metering emulator listening on {emulator.url} (Region {emulator.region})", file=out)
+    if args.keys_out:
+        path = emulator.write_keys(args.keys_out)
+        print(f"keys directory written to {path}", file=out)
+    for code, behavior in sorted(emulator.state.products.items()):
+        dimensions = "any" if behavior.dimensions is None else "+".join(behavior.dimensions)
+        print(f"  product {code}: {behavior.outcome.value}, dimensions {dimensions}", file=out)
+    for customer, token in customers:
+        print(
+            f"  customer of {customer.product_code}: account {customer.aws_account_id}, "
+            f"license {customer.license_arn}, registration token {token.token}",
+            file=out,
+        )
+    if args.state_file:
+        count = len(emulator.records())
+        print(f"journal {args.state_file}: {count} metering records replayed", file=out)
+    print(
+        f"state: GET {emulator.url}/_emulator/state; reset: POST {emulator.url}/_emulator/reset",
+        file=out,
+    )
+    print(
+        "point a bootstrap at it with:\n"
+        f"  export AWS_ENDPOINT_URL_MARKETPLACE_METERING={emulator.url}\n"
+        f"  export AWS_REGION={emulator.region}\n"
+        f"  export AWS_ACCESS_KEY_ID={EMULATOR_ACCESS_KEY_ID}\n"
+        f"  export AWS_SECRET_ACCESS_KEY={EMULATOR_SECRET_ACCESS_KEY}\n"
+        "or, as an ECS task would see it (task role credentials and task metadata):\n"
+        f"  export AWS_CONTAINER_CREDENTIALS_FULL_URI={emulator.container_credentials_uri}\n"
+        f"  export ECS_CONTAINER_METADATA_URI_V4={emulator.ecs_metadata_uri}",
+        file=out,
+        flush=True,
+    )
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(list(argv))
+    emulator, customers = _build(args)
     try:
         emulator.start()
     except OSError as exc:
@@ -96,25 +215,7 @@ def main(argv: Sequence[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    out = sys.stdout
-    print(f"Metering emulator listening on {emulator.url} (Region {emulator.region})", file=out)
-    if args.keys_out:
-        path = emulator.write_keys(args.keys_out)
-        print(f"keys directory written to {path}", file=out)
-    for code, behavior in sorted(emulator.state.products.items()):
-        print(f"  product {code}: {behavior.outcome.value}", file=out)
-    print(
-        "point a bootstrap at it with:\n"
-        f"  export AWS_ENDPOINT_URL_MARKETPLACE_METERING={emulator.url}\n"
-        f"  export AWS_REGION={emulator.region}\n"
-        f"  export AWS_ACCESS_KEY_ID={EMULATOR_ACCESS_KEY_ID}\n"
-        f"  export AWS_SECRET_ACCESS_KEY={EMULATOR_SECRET_ACCESS_KEY}\n"
-        "or, as an ECS task would see it (task role credentials and task metadata):\n"
-        f"  export AWS_CONTAINER_CREDENTIALS_FULL_URI={emulator.container_credentials_uri}\n"
-        f"  export ECS_CONTAINER_METADATA_URI_V4={emulator.ecs_metadata_uri}",
-        file=out,
-        flush=True,
-    )
+    _announce(emulator, args, customers)
     try:
         emulator.serve_forever()
     finally:

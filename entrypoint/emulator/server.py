@@ -21,11 +21,11 @@ a context manager::
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -33,6 +33,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .control import ADMIN_PREFIX, ServiceControl, admin_route
 from .operations import OPERATIONS
 from .platform import PlatformState
 from .protocol import (
@@ -77,18 +78,15 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the body then waits for
+    # the client's delayed ACK (40 ms on Linux) on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
     server_version = "marketplace-entrypoint-emulator"
     sys_version = ""
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         """Quiet: the call records are the log."""
-
-    def setup(self) -> None:
-        super().setup()
-        # Answers are small and go out at once: without this, Nagle's algorithm holds the body
-        # behind the headers until the client's delayed ACK, 40 ms on every call.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send_json(self, status: int, body: Mapping[str, Any], error: str | None = None) -> None:
         payload = json.dumps(body).encode("utf-8")
@@ -125,6 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
         return True
 
     def do_GET(self) -> None:
+        if self.path.startswith(ADMIN_PREFIX):
+            self._send_json(*admin_route(self.server.state, "GET", self.path))
+            return
         if not self._platform("GET"):
             self._send_json(404, {"message": "Not Found"})
 
@@ -133,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"message": "Not Found"})
 
     def do_POST(self) -> None:
+        if self.path.startswith(ADMIN_PREFIX):
+            self._send_json(*admin_route(self.server.state, "POST", self.path))
+            return
         state = self.server.state
         target = self.headers.get("X-Amz-Target", "")
         operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
@@ -159,9 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
                 region=region,
                 access_key_id=akid,
                 request=body,
-                response={"__type": exc.code, "message": exc.message},
+                response=exc.body(),
             )
-            self._send_json(exc.status, {"__type": exc.code, "message": exc.message}, exc.code)
+            self._send_json(exc.status, exc.body(), exc.code)
             return
         state.record(
             operation=ctx.operation,
@@ -178,11 +182,13 @@ class _Handler(BaseHTTPRequestHandler):
         length_header = self.headers.get("Content-Length")
         if length_header is None or not length_header.isdigit():
             self.close_connection = True
-            raise ApiError("SerializationException", "Content-Length is required")
+            raise ApiError.serialization("Content-Length is required")
         length = int(length_header)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            raise ApiError("SerializationException", "Request body too large", status=413)
+            error = ApiError.serialization("Request body too large")
+            error.status = 413
+            raise error
         return self.rfile.read(length)
 
     def _authenticate(self, ctx: RequestContext, raw: bytes) -> None:
@@ -215,30 +221,34 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     def _parse_body(self, raw: bytes) -> dict[str, Any]:
-        if not raw:
-            return {}
+        if not raw:  # AWS's JSON front end answers an empty body as it does bad JSON
+            raise ApiError.serialization()
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):
-            raise ApiError("SerializationException", "Request body is not valid JSON") from None
+            raise ApiError.serialization() from None
         if not isinstance(body, dict):
-            raise ApiError("SerializationException", "Request body must be a JSON object")
+            raise ApiError.serialization("Start of structure or map found where not expected.")
         return body
 
     def _dispatch(self, ctx: RequestContext, body: dict[str, Any]) -> Reply:
         handler = OPERATIONS.get(ctx.operation)
         if handler is None:
-            raise ApiError("UnknownOperationException", f"Unknown operation {ctx.operation!r}")
+            raise ApiError.unknown_operation()
         return handler(self.server.state, self.server.signer, ctx, body)
 
 
-class Emulator:
+class Emulator(ServiceControl):
     """The Metering emulator: an HTTP server on a thread, plus its state.
 
     ``products`` maps product codes to behaviours (default: none, so every product code is
     InvalidProductCodeException until configured). ``key_factory`` makes signing keys (tests pass
     a caching one to save the 50 ms each 2048-bit key costs). ``verify_signatures`` turns the SigV4
-    check off (then any Authorization header with a credential scope is accepted).
+    check off (then any Authorization header with a credential scope is accepted). ``clock`` is
+    the service's "now" in epoch seconds (tests move it). ``state_file`` journals every metering
+    record and replays it on start, so a restarted emulator remembers them
+    (`entrypoint.emulator.persistence`). Metering records, SaaS customers and resets: see
+    `ServiceControl`.
     """
 
     def __init__(
@@ -250,8 +260,12 @@ class Emulator:
         products: Mapping[str, ProductBehavior] | None = None,
         key_factory: KeyFactory = generate_key,
         verify_signatures: bool = True,
+        clock: Callable[[], float] = time.time,
+        state_file: Path | str | None = None,
     ) -> None:
-        self.state = EmulatorState(region=region, products=dict(products or {}))
+        self.state = EmulatorState(region=region, products=dict(products or {}), clock=clock)
+        if state_file is not None:
+            self.state.attach_journal(state_file)
         self.signer = TokenSigner(key_factory)
         self.verify_signatures = verify_signatures
         self._principals: dict[str, Principal] = {}
@@ -281,7 +295,7 @@ class Emulator:
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},  # how long stop() waits for the loop
             name="metering-emulator",
             daemon=True,
         )
@@ -296,6 +310,9 @@ class Emulator:
         server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self.state.lock:
+            if self.state.journal is not None:
+                self.state.journal.close()
 
     def __enter__(self) -> Self:
         return self.start()
