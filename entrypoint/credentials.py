@@ -11,11 +11,14 @@ entrypoint warns.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["CredentialSource", "describe_credentials"]
+from .logs import event
+
+__all__ = ["CredentialSource", "announce_credentials", "describe_credentials"]
 
 # botocore's ContainerMetadataFetcher: 169.254.170.23 / fd00:ec2::23 is the EKS Pod Identity agent.
 _POD_IDENTITY_HOSTS = frozenset({"169.254.170.23", "fd00:ec2::23"})
@@ -68,3 +71,17 @@ def describe_credentials(method: str | None, environ: Mapping[str, str]) -> Cred
         return CredentialSource(method, "EKS Pod Identity", supported=False)
     description, supported = _SOURCES.get(method or "", (f"botocore source {method!r}", False))
     return CredentialSource(method or "unknown", description, supported)
+
+
+def announce_credentials(method: str | None, environ: Mapping[str, str]) -> CredentialSource:
+    """Describe the source and log it once: info when supported, a warning when not."""
+    source = describe_credentials(method, environ)
+    warning = source.warning
+    event(
+        logging.WARNING if warning else logging.INFO,
+        warning or f"credentials from {source.description}",
+        event="credentials",
+        method=source.method,
+        supported=source.supported,
+    )
+    return source

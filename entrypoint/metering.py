@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._version import __version__
-from .credentials import CredentialSource, describe_credentials
+from .credentials import CredentialSource, announce_credentials
 from .errors import (
     ConfigurationError,
     EntrypointError,
@@ -455,15 +455,8 @@ class BotocoreMeteringClient:
                 "agent's address",
             ) from None
         if self.credential_source is None:
-            source = describe_credentials(getattr(credentials, "method", None), os.environ)
-            self.credential_source = source
-            warning = source.warning
-            event(
-                logging.WARNING if warning else logging.INFO,
-                warning or f"credentials from {source.description}",
-                event="credentials",
-                method=source.method,
-                supported=source.supported,
+            self.credential_source = announce_credentials(
+                getattr(credentials, "method", None), os.environ
             )
 
     def register_usage(

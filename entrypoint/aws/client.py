@@ -10,16 +10,14 @@ transport failures carry botocore's names. What it adds is a cap: an answer over
 from __future__ import annotations
 
 import json
-import logging
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from entrypoint._version import __version__
-from entrypoint.credentials import CredentialSource, describe_credentials
+from entrypoint.credentials import CredentialSource, announce_credentials
 from entrypoint.errors import ConfigurationError, VerificationError, one_line
-from entrypoint.logs import event
 from entrypoint.metering import (
     RegisterUsageAnswer,
     Transient,
@@ -112,15 +110,8 @@ class LeanMeteringClient:
         if self._credentials is None or not self._credentials.fresh(now):
             self._credentials = resolve_credentials(self._environ, self.region, now=now)
             if self.credential_source is None:
-                source = describe_credentials(self._credentials.method, self._environ)
-                self.credential_source = source
-                warning = source.warning
-                event(
-                    logging.WARNING if warning else logging.INFO,
-                    warning or f"credentials from {source.description}",
-                    event="credentials",
-                    method=source.method,
-                    supported=source.supported,
+                self.credential_source = announce_credentials(
+                    self._credentials.method, self._environ
                 )
         return self._credentials
 
