@@ -61,7 +61,8 @@ def locked(name: str) -> Iterator[None]:
     """Hold an exclusive lock shared by every test session on this machine (CI and a developer's
     ``make test`` may run at once)."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / f"{name}.lock").open("w") as handle:
+    (CACHE / "locks").mkdir(exist_ok=True)
+    with (CACHE / "locks" / f"{name}.lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -126,6 +127,8 @@ class Buildah:
             "--storage-driver",
             "vfs",
         ]
+        # repository -> the tag this session built or reused
+        self.current: dict[str, str] = {}
 
     def __call__(self, *args: str, timeout: float = 900) -> str:
         return run([*self.base_args, *args], timeout=timeout)
@@ -149,14 +152,38 @@ class Buildah:
     def diff_ids(self, image: str) -> list[str]:
         return list(self.inspect(image)["OCIv1"]["rootfs"]["diff_ids"])
 
+    def remove_containers(self) -> None:
+        """Remove every working container in the suite's storage."""
+        for container in self("containers", "--quiet").split():
+            subprocess.run([*self.base_args, "rm", container], capture_output=True, check=False)
+
     def drop_other_tags(self, image: str) -> None:
         """Remove earlier builds of ``image``'s repository (other tags); ignore ones in use."""
-        repository = image.rsplit(":", 1)[0]
-        listing = json.loads(self("images", "--json") or "[]")
-        for entry in listing:
-            for name in entry.get("names") or []:
-                if name.rsplit(":", 1)[0] == repository and name != image:
-                    subprocess.run([*self.base_args, "rmi", name], capture_output=True, check=False)
+        self.current[image.rsplit(":", 1)[0]] = image
+        self.drop_stale()
+
+    def drop_stale(self) -> None:
+        """Remove every tag of a repository this session built that is not the current one.
+
+        An image another one was built FROM cannot go before its child, so this repeats while
+        it makes progress; what a running container still uses stays until a later session.
+        """
+        for _ in range(len(self.current) + 1):
+            listing = json.loads(self("images", "--json") or "[]")
+            stale = [
+                name
+                for entry in listing
+                for name in entry.get("names") or []
+                if self.current.get(name.rsplit(":", 1)[0], name) != name
+            ]
+            removed = 0
+            for name in stale:
+                rmi = subprocess.run(
+                    [*self.base_args, "rmi", name], capture_output=True, check=False
+                )
+                removed += rmi.returncode == 0
+            if not removed:
+                return
 
     def build(
         self,
@@ -166,9 +193,10 @@ class Buildah:
         dockerfile: Path,
         build_args: Mapping[str, str] | None = None,
         secrets: Mapping[str, Path] | None = None,
+        options: Sequence[str] = (),
     ) -> str:
         """``buildah bud`` (chroot isolation, local images only); returns the build log."""
-        command = ["bud", "--isolation", "chroot", "--pull=never", "-f", str(dockerfile)]
+        command = ["bud", "--isolation", "chroot", "--pull=never", *options, "-f", str(dockerfile)]
         for name, value in (build_args or {}).items():
             command += ["--build-arg", f"{name}={value}"]
         for name, path in (secrets or {}).items():
@@ -183,19 +211,28 @@ class Buildah:
         dockerfile: Path,
         build_args: Mapping[str, str] | None = None,
         secrets: Mapping[str, Path] | None = None,
+        options: Sequence[str] = (),
     ) -> tuple[str, float | None]:
         """Build ``context`` as ``REPOSITORY/name:<hash of inputs>`` unless that image exists.
 
         Returns the tag and the build's wall time (None when the image was reused).
         """
-        key = digest(tree_digest(context), dockerfile.read_text(), dict(build_args or {}))
+        key = digest(
+            tree_digest(context), dockerfile.read_text(), dict(build_args or {}), list(options)
+        )
         tag = f"{REPOSITORY}/{name}:{key}"
         with locked(f"build-{name}"):
             if self.exists(tag) and not os.environ.get("MARKETPLACE_IMAGE_REBUILD"):
+                self.current[tag.rsplit(":", 1)[0]] = tag
                 return tag, None
             start = time.monotonic()
             log = self.build(
-                tag, context, dockerfile=dockerfile, build_args=build_args, secrets=secrets
+                tag,
+                context,
+                dockerfile=dockerfile,
+                build_args=build_args,
+                secrets=secrets,
+                options=options,
             )
             elapsed = time.monotonic() - start
             (self.cache / "logs").mkdir(parents=True, exist_ok=True)
@@ -284,6 +321,7 @@ def debian_image(buildah: Buildah, base: DebianBase) -> str:
     tarball = buildah.cache / "debootstrap" / f"{base.name}-{key}.tar"
     with locked(f"debian-{base.name}"):
         if buildah.exists(tag):
+            buildah.current[tag.rsplit(":", 1)[0]] = tag
             return tag
         if not tarball.exists():
             _debootstrap(base, mirror, tarball)

@@ -49,13 +49,23 @@ def _missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def buildah() -> Buildah:
+def buildah() -> Iterator[Buildah]:
+    """buildah on the suite's storage, for this session alone."""
     reason = _missing()
     if reason is not None:
         if REQUIRED:
             pytest.fail(f"MARKETPLACE_REQUIRE_IMAGE_TESTS=1 but {reason}", pytrace=False)
         pytest.skip(reason)
-    return Buildah()
+    tool = Buildah()
+    # One image-test session at a time per machine (CI and a developer's run may overlap): the
+    # storage is shared, and the clean-up below must not touch another session's containers.
+    with locked("session"):
+        tool.remove_containers()  # left by a session that was killed
+        yield tool
+        # buildah 1.28 leaves the working container of a stage that only serves COPY --from
+        # (docker/example/copy's "entrypoint" stage); and earlier builds of each image go.
+        tool.remove_containers()
+        tool.drop_stale()
 
 
 def _stable_key(product_code: str, version: int) -> rsa.RSAPrivateKey:
@@ -96,17 +106,17 @@ def debian_python3_only(buildah: Buildah) -> str:
     return debian_image(buildah, PRODUCT_BASE)
 
 
-def _secrets() -> dict[str, Path]:
+def build_secrets() -> dict[str, Path]:
     return {"pipca": PROXY_CA} if PROXY_CA.is_file() else {}
 
 
-def _record_build(name: str, tag: str, seconds: float | None) -> None:
+def record_build(name: str, tag: str, seconds: float | None) -> None:
     REPORT.setdefault("builds", {})[name] = (tag, seconds)
 
 
 @pytest.fixture(scope="session")
-def entrypoint_image(buildah: Buildah, debian_python: str) -> str:
-    """docker/Dockerfile built from the repository, with the test product's key in keys/."""
+def entrypoint_context() -> Iterator[Path]:
+    """A build context like the repository's root, with the test product's key in keys/."""
     with tempfile.TemporaryDirectory(prefix="mpe-context-") as scratch:
         context = Path(scratch)
         shutil.copytree(REPO / "docker", context / "docker")
@@ -119,14 +129,20 @@ def entrypoint_image(buildah: Buildah, debian_python: str) -> str:
             shutil.copy2(REPO / name, context / name)
         keys = TokenSigner(_stable_key).write_keys(context / "keys", {PRODUCT: (1,)})
         shutil.copy2(REPO / "keys" / "README.md", keys / "README.md")
-        tag, seconds = buildah.cached_build(
-            "entrypoint",
-            context,
-            dockerfile=context / "docker" / "Dockerfile",
-            build_args={"BASE_IMAGE": debian_python},
-            secrets=_secrets(),
-        )
-    _record_build("entrypoint (docker/Dockerfile)", tag, seconds)
+        yield context
+
+
+@pytest.fixture(scope="session")
+def entrypoint_image(buildah: Buildah, debian_python: str, entrypoint_context: Path) -> str:
+    """docker/Dockerfile built as a seller would, from the test product's build context."""
+    tag, seconds = buildah.cached_build(
+        "entrypoint",
+        entrypoint_context,
+        dockerfile=entrypoint_context / "docker" / "Dockerfile",
+        build_args={"BASE_IMAGE": debian_python},
+        secrets=build_secrets(),
+    )
+    record_build("entrypoint (docker/Dockerfile)", tag, seconds)
     return tag
 
 
@@ -140,7 +156,7 @@ def product_image(buildah: Buildah, entrypoint_image: str) -> str:
         dockerfile=context / "Dockerfile",
         build_args={"ENTRYPOINT_IMAGE": entrypoint_image},
     )
-    _record_build("product example", tag, seconds)
+    record_build("product example", tag, seconds)
     return tag
 
 
@@ -154,7 +170,7 @@ def copy_image(buildah: Buildah, entrypoint_image: str, debian_python3_only: str
         dockerfile=context / "Dockerfile",
         build_args={"ENTRYPOINT_IMAGE": entrypoint_image, "PRODUCT_IMAGE": debian_python3_only},
     )
-    _record_build("copy example", tag, seconds)
+    record_build("copy example", tag, seconds)
     return tag
 
 

@@ -72,6 +72,27 @@ def namespace_pid(pid: int) -> int:
     return int(status(pid)["NSpid"].split()[-1])
 
 
+def in_root(root: Path, path: str) -> Path:
+    """Where ``path`` of the container is on the host: symbolic links are resolved inside
+    ``root``, never on the host (Debian's /var/run is a link to /run, which on the host is the
+    host's /run). Missing trailing components are kept as they are."""
+    current = root
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for hops in range(len(parts) + 40):
+        if not parts:
+            return current
+        name = parts.pop(0)
+        candidate = current / name if name != ".." else max(current.parent, root)
+        if candidate.is_symlink():
+            assert hops < 40, f"too many symbolic links under {root} resolving {path}"
+            target = str(candidate.readlink())
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            current = root if target.startswith("/") else current
+            continue
+        current = candidate
+    raise AssertionError(f"too many symbolic links under {root} resolving {path}")
+
+
 def resolve_user(root: Path, user: str) -> tuple[int, int, str]:
     """USER as a runtime resolves it in the image: ``uid[:gid]`` or names from its /etc/passwd
     and /etc/group. Returns UID, GID and the HOME a runtime would set."""

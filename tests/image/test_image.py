@@ -22,9 +22,10 @@ import pytest
 
 from entrypoint.emulator import Emulator
 
+from .aws_stubs import CONTAINER_TOKEN, ECS_ACCESS_KEY, IRSA_ACCESS_KEY, CredentialSources
 from .buildah import Buildah
 from .conftest import PRODUCT
-from .run import Container, Finished, cmdline, namespace_pid, status
+from .run import Container, Finished, cmdline, in_root, namespace_pid, status
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -399,3 +400,70 @@ def test_slimmed_botocore_creates_metering_and_sts_clients_in_the_image(
     assert sorted(facts["models"]) == ["meteringmarketplace", "sts"]
     # The providers ECS (container-role) and EKS IRSA (assume-role-with-web-identity) use.
     assert {"env", "assume-role-with-web-identity", "container-role"} <= set(facts["providers"])
+
+
+# -- the credential chain, end to end in the slimmed image -----------------------------------------
+
+TOKEN_FILE = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+ROLE_ARN = "arn:aws:iam::123456789012:role/marketplace-product"
+
+
+def test_ecs_task_role_credentials_sign_register_usage(
+    buildah: Buildah, product_image: str, emulator: Emulator
+) -> None:
+    """botocore's container-role provider, as on ECS (and EKS Pod Identity): the RegisterUsage
+    call is signed with the credentials the container credentials endpoint served."""
+    with CredentialSources() as sources:
+        env = task_env(emulator)
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+        env["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = f"{sources.url}/v2/credentials/task"
+        env["AWS_CONTAINER_AUTHORIZATION_TOKEN"] = CONTAINER_TOKEN
+        with Container(
+            buildah, product_image, env=env, cmd=["python3", "-c", "print('workload ran')"]
+        ) as container:
+            run = container.run()
+        served = sources.requests
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "workload ran\n"
+    assert [(r.method, r.path) for r in served] == [("GET", "/v2/credentials/task")]
+    assert [c.access_key_id for c in emulator.calls("RegisterUsage")] == [ECS_ACCESS_KEY]
+
+
+def test_irsa_web_identity_credentials_sign_register_usage(
+    buildah: Buildah, product_image: str, emulator: Emulator
+) -> None:
+    """botocore's assume-role-with-web-identity provider, as on EKS with IRSA: the pod's token
+    file is exchanged at STS (the kept ``sts`` model) and the answer signs RegisterUsage."""
+
+    def mount_service_account_token(root: Path) -> None:
+        token = in_root(root, TOKEN_FILE)
+        token.parent.mkdir(parents=True)
+        token.write_text("eyJ.service-account.token")
+        token.chmod(0o644)
+
+    with CredentialSources() as sources:
+        env = task_env(emulator)
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+        # What the EKS pod identity webhook injects for IRSA, plus STS's endpoint on loopback.
+        env |= {
+            "AWS_ROLE_ARN": ROLE_ARN,
+            "AWS_WEB_IDENTITY_TOKEN_FILE": TOKEN_FILE,
+            "AWS_STS_REGIONAL_ENDPOINTS": "regional",
+            "AWS_ENDPOINT_URL_STS": sources.url,
+        }
+        with Container(
+            buildah,
+            product_image,
+            env=env,
+            cmd=["python3", "-c", "print('workload ran')"],
+            prepare=mount_service_account_token,
+        ) as container:
+            run = container.run()
+        served = sources.requests
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "workload ran\n"
+    assert len(served) == 1
+    assert served[0].form["Action"] == "AssumeRoleWithWebIdentity"
+    assert served[0].form["RoleArn"] == ROLE_ARN
+    assert served[0].form["WebIdentityToken"] == "eyJ.service-account.token"
+    assert [c.access_key_id for c in emulator.calls("RegisterUsage")] == [IRSA_ACCESS_KEY]

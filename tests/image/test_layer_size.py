@@ -21,7 +21,7 @@ import pytest
 from tests.support import REPO
 
 from .buildah import Buildah
-from .conftest import REPORT, _record_build, _secrets
+from .conftest import REPORT, build_secrets, record_build
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -51,9 +51,9 @@ def naive_image(buildah: Buildah, debian_python: str) -> str:
                 "PYJWT_VERSION": locked_version("pyjwt"),
                 "CRYPTOGRAPHY_VERSION": locked_version("cryptography"),
             },
-            secrets=_secrets(),
+            secrets=build_secrets(),
         )
-    _record_build("naive pip install (tests/image/naive.Dockerfile)", tag, seconds)
+    record_build("naive pip install (tests/image/naive.Dockerfile)", tag, seconds)
     return tag
 
 
