@@ -96,7 +96,11 @@ def check_keys(keys_dir: Path, lib: Path) -> None:
     try:
         store = load_trust_store(keys_dir)
     except EntrypointError as error:
-        _fail(f"{error.diagnosis()} (see keys/README.md)")
+        _fail(
+            f"the image would refuse to start: {error.summary}: {error.reason}; put your "
+            "product's public keys in the build context as keys/<PRODUCT_CODE>/v<N>.pem "
+            "(keys/README.md)"
+        )
     _say(f"the image trusts {store.describe()}")
 
 

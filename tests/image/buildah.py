@@ -117,7 +117,8 @@ class Buildah:
     def __init__(self, cache: Path = CACHE) -> None:
         self.cache = cache
         self.storage = cache / "storage"
-        self.runroot = Path("/run/marketplace-entrypoint/storage")
+        # buildah's run-time state, one per storage (two storages must not share one).
+        self.runroot = Path("/run/marketplace-entrypoint") / digest(str(self.storage))
         self.base_args = [
             "buildah",
             "--root",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import signal
 import socket
 import stat
@@ -21,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from entrypoint.emulator import Emulator
+from tests.support import REPO
 
 from .aws_stubs import CONTAINER_TOKEN, ECS_ACCESS_KEY, IRSA_ACCESS_KEY, CredentialSources
-from .buildah import Buildah
-from .conftest import PRODUCT
+from .buildah import Buildah, BuildError
+from .conftest import PRODUCT, build_secrets
 from .run import Container, Finished, cmdline, in_root, namespace_pid, status
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -205,6 +207,32 @@ def test_final_stage_holds_only_what_the_product_needs(
         assert not list(lib.glob("entrypoint/emulator/__pycache__/*.pyc"))
 
 
+def test_build_refuses_keys_the_entrypoint_would_refuse(
+    buildah: Buildah, debian_python: str, entrypoint_context: Path, tmp_path: Path
+) -> None:
+    """The repository as it ships (keys/ holds only its README) does not build: an image that
+    would exit 78 at every start is never made."""
+    context = tmp_path / "context"
+    shutil.copytree(entrypoint_context, context)
+    shutil.rmtree(context / "keys")
+    (context / "keys").mkdir()
+    shutil.copy2(REPO / "keys" / "README.md", context / "keys" / "README.md")
+    with pytest.raises(BuildError) as failure:
+        buildah.build(
+            "localhost/marketplace-entrypoint-test/refused:latest",
+            context,
+            dockerfile=context / "docker" / "Dockerfile",
+            build_args={"BASE_IMAGE": debian_python},
+            secrets=build_secrets(),
+        )
+    assert (
+        "image_build: error: the image would refuse to start: configuration error: keys "
+        "directory /etc/marketplace-entrypoint/keys trusts no product; put your product's "
+        "public keys in the build context as keys/<PRODUCT_CODE>/v<N>.pem"
+    ) in str(failure.value)
+    assert not buildah.exists("localhost/marketplace-entrypoint-test/refused:latest")
+
+
 # -- the product example: FROM the base, CMD only --------------------------------------------------
 
 
@@ -288,6 +316,26 @@ def test_any_non_root_user_with_or_without_a_writable_root(
     assert run.returncode == 0, run.stderr
     uid, gid = user.split(":")
     assert run.stdout.split() == ["2", uid, gid, "False"]
+
+
+def test_key_readable_only_by_root_is_refused_for_the_image_user(
+    buildah: Buildah, product_image: str, emulator: Emulator
+) -> None:
+    """A key file that lost its read bits (a seller's umask 077) stops the container with the
+    file's path and a remedy, before any call to AWS."""
+
+    def make_key_root_only(root: Path) -> None:
+        (root / "etc/marketplace-entrypoint/keys" / PRODUCT / "v1.pem").chmod(0o600)
+
+    with Container(
+        buildah, product_image, env=task_env(emulator), prepare=make_key_root_only
+    ) as container:
+        run = container.run()
+    assert_refused(run, 78, "untrusted key")
+    assert f"/etc/marketplace-entrypoint/keys/{PRODUCT}/v1.pem is not readable by this user" in (
+        run.last_line
+    )
+    assert emulator.calls() == []
 
 
 def test_workload_exit_status_passes_through(
