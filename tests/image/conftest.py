@@ -32,6 +32,11 @@ TOOLS = ("buildah", "debootstrap", "unshare", "mount", "tar", "dpkg")
 BUILD_BASE = DebianBase("debian-python", "bookworm", ("python3", "python3-venv", "ca-certificates"))
 # A seller's own image for the copy example: python3 only (no venv, pip, tini or CA bundle).
 PRODUCT_BASE = DebianBase("debian-python3-only", "bookworm", ("python3",))
+# The next Debian release, with another Python (3.13): the stand-in for the default BASE_IMAGE,
+# python:3.13-slim-trixie, which cannot be pulled here.
+TRIXIE_BASE = DebianBase(
+    "debian-python-trixie", "trixie", ("python3", "python3-venv", "ca-certificates")
+)
 # The HTTPS proxy's CA on these machines, passed as a build secret (shared/image-testing.md).
 PROXY_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -106,6 +111,11 @@ def debian_python3_only(buildah: Buildah) -> str:
     return debian_image(buildah, PRODUCT_BASE)
 
 
+@pytest.fixture(scope="session")
+def debian_python_trixie(buildah: Buildah) -> str:
+    return debian_image(buildah, TRIXIE_BASE)
+
+
 def build_secrets() -> dict[str, Path]:
     return {"pipca": PROXY_CA} if PROXY_CA.is_file() else {}
 
@@ -143,6 +153,22 @@ def entrypoint_image(buildah: Buildah, debian_python: str, entrypoint_context: P
         secrets=build_secrets(),
     )
     record_build("entrypoint (docker/Dockerfile)", tag, seconds)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def entrypoint_image_trixie(
+    buildah: Buildah, debian_python_trixie: str, entrypoint_context: Path
+) -> str:
+    """docker/Dockerfile built FROM Debian trixie (Python 3.13)."""
+    tag, seconds = buildah.cached_build(
+        "entrypoint-trixie",
+        entrypoint_context,
+        dockerfile=entrypoint_context / "docker" / "Dockerfile",
+        build_args={"BASE_IMAGE": debian_python_trixie},
+        secrets=build_secrets(),
+    )
+    record_build("entrypoint on Debian trixie", tag, seconds)
     return tag
 
 

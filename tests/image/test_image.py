@@ -351,19 +351,21 @@ def test_workload_exit_status_passes_through(
     assert run.returncode == 3, run.stderr
 
 
-def test_launcher_refuses_a_python_the_libraries_were_not_built_for(
-    buildah: Buildah, product_image: str, emulator: Emulator
+def test_base_image_builds_and_runs_on_another_debian_and_python(
+    buildah: Buildah, entrypoint_image_trixie: str, emulator: Emulator
 ) -> None:
-    def built_for_another_python(root: Path) -> None:
-        (root / "opt/marketplace-entrypoint/python-version").write_text("3.99\n")
-
+    """BASE_IMAGE is a build argument: Debian trixie's Python 3.13 works as bookworm's 3.11."""
+    report = ["python3", "-c", "import os, sys; print(os.getpid(), *sys.version_info[:2])"]
     with Container(
-        buildah, product_image, env=task_env(emulator), prepare=built_for_another_python
+        buildah, entrypoint_image_trixie, env=task_env(emulator), cmd=report
     ) as container:
+        assert (container.root / "opt/marketplace-entrypoint/python-version").read_text() == (
+            "3.13\n"
+        )
         run = container.run()
-    assert_refused(run, 78, "configuration error")
-    assert "was built for Python 3.99 but /usr/bin/python3 is Python 3.11" in run.last_line
-    assert emulator.calls() == []
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["2", "3", "13"]
+    assert len(emulator.calls("RegisterUsage")) == 1
 
 
 # -- the copy example: the entrypoint in a different base ------------------------------------------
@@ -388,6 +390,28 @@ def test_copy_example_runs_the_cmd_as_pid_2_in_a_different_base(
         run = container.wait()
     assert run.returncode == 128 + signal.SIGTERM, run.stderr
     assert len(emulator.calls("RegisterUsage")) == 1
+
+
+def test_copy_into_another_python_version_is_refused_with_a_diagnosis(
+    buildah: Buildah, entrypoint_image: str, debian_python_trixie: str, emulator: Emulator
+) -> None:
+    """The libraries hold extensions for one CPython (cffi's backend): copied from a 3.11 build
+    into an image whose python3 is 3.13, the launcher says so instead of an ImportError."""
+    context = REPO / "docker" / "example" / "copy"
+    image, _ = buildah.cached_build(
+        "copy-to-trixie",
+        context,
+        dockerfile=context / "Dockerfile",
+        build_args={"ENTRYPOINT_IMAGE": entrypoint_image, "PRODUCT_IMAGE": debian_python_trixie},
+    )
+    with Container(buildah, image, env=task_env(emulator)) as container:
+        run = container.run()
+    assert_refused(run, 78, "configuration error")
+    assert (
+        "/opt/marketplace-entrypoint was built for Python 3.11 but /usr/bin/python3 is Python "
+        "3.13; build docker/Dockerfile with --build-arg BASE_IMAGE=<an image with Python 3.13>"
+    ) in run.last_line
+    assert emulator.calls() == []
 
 
 def test_copy_example_not_entitled_exits_77(
