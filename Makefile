@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint format clean
+.PHONY: demo test test-fast lint format clean image-test image-lock
 
 $(VENV)/.runtime: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -34,6 +34,23 @@ test: lint
 ## test-fast: lint, then the suites not marked slow
 test-fast: lint
 	$(BIN)/pytest -m "not slow"
+
+## image-test: build docker/Dockerfile and the examples with buildah and run them (root)
+image-test: $(VENV)/.dev
+	$(BIN)/pytest -m image tests/image
+
+# Pins docker/*.lock: every PyPI release up to LOCK_DATE, for every platform and Python >= 3.11,
+# with hashes. The same LOCK_DATE gives the same files; move it forward to take updates.
+LOCK_DATE ?= 2026-11-20T00:00:00Z
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	--exclude-newer $(LOCK_DATE) --index-url https://pypi.org/simple \
+	--custom-compile-command "make image-lock"
+
+## image-lock: regenerate docker/requirements.lock and docker/build-requirements.lock
+image-lock: $(VENV)/.runtime
+	$(BIN)/python -m pip install --quiet --group lock
+	$(LOCK) pyproject.toml -o docker/requirements.lock
+	$(LOCK) docker/build-requirements.in -o docker/build-requirements.lock
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
