@@ -7,12 +7,20 @@ network) or raises a final `EntrypointError` that says what the operator must fi
 `BotocoreMeteringClient` uses botocore's own credential chain, SigV4 signer, endpoint resolution
 (so ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` works) and wire protocol, with botocore's retries
 switched off: retries, deadline and logging belong to `entrypoint.register`.
+
+One thing botocore does not do is bound what it reads: it loads a whole response body into memory,
+however large, and a body that trickles in one byte per read timeout never times out. So the answer
+is read by `_CappedSend` (through botocore's own HTTP session, with its proxies, CA bundle and
+timeouts): at most `MAX_ANSWER_BYTES`, in at most the attempt's read timeout, and never less than
+its ``Content-Length`` (a connection closed mid-answer is a transport fault, retried; urllib3 is
+told by botocore not to check that).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -33,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "BotocoreMeteringClient",
     "MeteringClient",
     "RegisterUsageAnswer",
@@ -42,6 +51,11 @@ __all__ = [
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
+# Cap on a RegisterUsage response body (tuf's UpdaterConfig habit: a size cap for every untrusted
+# input). A real answer is a Signature of at most MAX_TOKEN_LENGTH (16 KiB) plus a timestamp; an
+# error is a short JSON object. 64 KiB leaves room for a proxy's error page and refuses floods.
+MAX_ANSWER_BYTES = 64 * 1024
+_READ_CHUNK = 16 * 1024
 _ROLE_REMEDY = (
     f"give the task an IAM role allowing {IAM_ACTION} (ECS task role, or IRSA on EKS; managed "
     "policy AWSMarketplaceMeteringRegisterUsage)"
@@ -260,6 +274,12 @@ class BotocoreMeteringClient:
                 f"cannot create the Metering client: {one_line(exc, 200)}",
                 remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING and the AWS config file",
             ) from None
+        # botocore exposes its HTTP session only as a private attribute; sending through it keeps
+        # every transport setting botocore resolved. The handler is per client (per timeout).
+        session = cast("Any", client)._endpoint.http_session
+        client.meta.events.register(
+            "before-send.marketplace-metering", _CappedSend(session, read_timeout=read)
+        )
         return client
 
     def register_usage(
@@ -291,6 +311,8 @@ class BotocoreMeteringClient:
             ) from None
         except BotoCoreError as exc:
             raise _classify_botocore(exc) from None
+        except _OversizedAnswer as exc:
+            raise _classify_oversized(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise VerificationError(
                 f"the RegisterUsage answer could not be parsed ({one_line(exc, 200)})",
@@ -302,6 +324,114 @@ class BotocoreMeteringClient:
                 remedy="the workload was not started; report this if it persists",
             ) from None
         return answer_from_response(response)
+
+
+class _OversizedAnswer(Exception):  # noqa: N818 - raised through botocore, classified below
+    """A response body over `MAX_ANSWER_BYTES` (raised from `_CappedSend`, out of botocore)."""
+
+    def __init__(self, status: int, size: str) -> None:
+        super().__init__(f"HTTP {status} body of {size}")
+        self.status = status
+        self.size = size
+
+
+def _classify_oversized(exc: _OversizedAnswer) -> EntrypointError | Transient:
+    """A flood is an answer we refuse to read: a 2xx one is unverifiable (65), an error status
+    is classified as its status would be (5xx/429 retried, anything else final)."""
+    detail = f"the answer's body ({exc.size}) is over the {MAX_ANSWER_BYTES}-byte cap"
+    if exc.status < 300:
+        return VerificationError(
+            f"the RegisterUsage answer could not be read: {detail}",
+            remedy="the workload was not started; check what answers at the Metering endpoint",
+        )
+    return classify_client_error("", exc.status, detail)
+
+
+class _BufferedBody:
+    """The part of urllib3's response that `botocore.awsrequest.AWSResponse` reads: ``stream``."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, *_args: object, **_kwargs: object) -> Iterator[bytes]:
+        yield self._data
+
+
+class _CappedSend:
+    """A ``before-send`` handler: send the request through botocore's own HTTP session, then read
+    the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and in time (the read timeout for
+    the whole body, not per byte), and complete (no shorter than its ``Content-Length``).
+
+    Returning a response from ``before-send`` is botocore's documented way to supply one; what
+    the session sends (proxies, CA bundle, timeouts, SigV4 headers) is exactly what botocore would.
+    """
+
+    def __init__(self, session: Any, read_timeout: float) -> None:  # noqa: ANN401 - botocore's URLLib3Session
+        self._session = session
+        self._read_timeout = read_timeout
+
+    def __call__(self, request: Any, **_: object) -> Any:  # noqa: ANN401 - botocore request and response
+        from botocore.awsrequest import AWSResponse
+
+        if request.stream_output:  # never for RegisterUsage; leave streaming operations alone
+            return None
+        request.stream_output = True  # the session returns before reading the body
+        try:
+            response = self._session.send(request)
+        finally:
+            request.stream_output = False
+        body = self._read(request, response)
+        return AWSResponse(
+            response.url, response.status_code, response.headers, _BufferedBody(body)
+        )
+
+    def _read(self, request: Any, response: Any) -> bytes:  # noqa: ANN401 - botocore types
+        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+        from urllib3.exceptions import HTTPError as URLLib3Error
+        from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeout
+
+        raw = response.raw
+        declared = _content_length(response.headers.get("content-length"))
+        if declared is not None and declared > MAX_ANSWER_BYTES:
+            raw.close()
+            raise _OversizedAnswer(response.status_code, f"{declared} bytes, by Content-Length")
+        chunks: list[bytes] = []
+        size = 0
+        stop = time.monotonic() + self._read_timeout
+        # read1 (urllib3 2) returns after one receive, so the clock is checked while bytes trickle;
+        # read would block until the whole chunk arrived, one read timeout per receive.
+        read = getattr(raw, "read1", None) or raw.read
+        try:
+            while chunk := read(_READ_CHUNK, decode_content=False):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raw.close()
+                    raise _OversizedAnswer(response.status_code, f"more than {size - 1} bytes")
+                if time.monotonic() > stop:
+                    raw.close()
+                    raise ReadTimeoutError(endpoint_url=request.url, error="body trickled in")
+        except URLLib3ReadTimeout as exc:
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from None
+        except URLLib3Error as exc:
+            raise ConnectionClosedError(
+                endpoint_url=request.url, request=request, error=exc
+            ) from None
+        if declared is not None and size < declared:
+            raw.close()
+            raise ConnectionClosedError(
+                endpoint_url=request.url,
+                request=request,
+                error=f"connection closed after {size} of {declared} bytes",
+            )
+        raw.release_conn()
+        return b"".join(chunks)
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None or not value.strip().isdecimal():
+        return None
+    return int(value.strip())
 
 
 def _classify_botocore(exc: Exception) -> EntrypointError | Transient:

@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from .faults import Faults, RawReply, write_raw
 from .operations import OPERATIONS
 from .protocol import (
     CONTENT_TYPE,
@@ -48,6 +49,15 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # a fleet of bootstraps connects at once
     state: EmulatorState
     signer: TokenSigner
+    faults: Faults
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up (timed out, or refused a flood) is normal here, not a bug."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]  # socketserver's loose types
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -86,9 +96,11 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
         )
         body: dict[str, Any] = {}
+        faults = self.server.faults
         try:
             body = self._read_body()
-            reply = self._dispatch(ctx, body)
+            faults.admit(ctx)  # the rate limiter (issue 3): ThrottlingException above the rate
+            reply = faults.answer(ctx, body, self._dispatch(ctx, body), self.server.signer)
         except ApiError as exc:
             state.record(
                 operation=ctx.operation,
@@ -100,6 +112,18 @@ class _Handler(BaseHTTPRequestHandler):
                 response={"__type": exc.code, "message": exc.message},
             )
             self._send_json(exc.status, {"__type": exc.code, "message": exc.message}, exc.code)
+            return
+        if isinstance(reply, RawReply):  # an injected fault (issue 3): recorded, then written raw
+            state.record(
+                operation=ctx.operation,
+                status=0 if reply.reset else reply.status,
+                error=f"fault:{reply.fault}",
+                region=region,
+                access_key_id=akid,
+                request=body,
+                response=reply.describe(),
+            )
+            write_raw(self, reply)
             return
         state.record(
             operation=ctx.operation,
@@ -162,6 +186,7 @@ class Emulator:
     ) -> None:
         self.state = EmulatorState(region=region, products=dict(products or {}))
         self.signer = TokenSigner(key_factory)
+        self.faults = Faults()  # fault injection and rate limiting (see faults.py)
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -173,6 +198,7 @@ class Emulator:
         server = _Server(self._address, _Handler)
         server.state = self.state
         server.signer = self.signer
+        server.faults = self.faults
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
