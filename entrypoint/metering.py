@@ -278,7 +278,8 @@ class BotocoreMeteringClient:
         # every transport setting botocore resolved. The handler is per client (per timeout).
         session = cast("Any", client)._endpoint.http_session
         client.meta.events.register(
-            "before-send.marketplace-metering", _CappedSend(session, read_timeout=read)
+            "before-send.marketplace-metering",
+            _CappedSend(session, connect_timeout=connect, read_timeout=read),
         )
         return client
 
@@ -359,31 +360,60 @@ class _BufferedBody:
 
 class _CappedSend:
     """A ``before-send`` handler: send the request through botocore's own HTTP session, then read
-    the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and in time (the read timeout for
-    the whole body, not per byte), and complete (no shorter than its ``Content-Length``).
+    the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and complete (no shorter than its
+    ``Content-Length``), and bound the whole attempt in time.
+
+    urllib3's read timeout applies to each receive, so an answer whose status line, headers or
+    body arrive a byte at a time never times out. The attempt therefore runs on a worker thread
+    that the caller waits for at most the longer of the two timeouts (the read timeout is "per
+    attempt" in the README; near the deadline the register loop shrinks both to the time left),
+    then gives up with `ReadTimeoutError`, retried like any read timeout; the
+    abandoned worker ends at its next per-read timeout or with the process (exec replaces it).
+    The caller's wait is interruptible: SIGINT/SIGTERM handlers run on the main thread.
 
     Returning a response from ``before-send`` is botocore's documented way to supply one; what
     the session sends (proxies, CA bundle, timeouts, SigV4 headers) is exactly what botocore would.
     """
 
-    def __init__(self, session: Any, read_timeout: float) -> None:  # noqa: ANN401 - botocore's URLLib3Session
+    def __init__(self, session: Any, connect_timeout: float, read_timeout: float) -> None:  # noqa: ANN401 - botocore's URLLib3Session
         self._session = session
         self._read_timeout = read_timeout
+        self._limit = max(connect_timeout, read_timeout)
 
     def __call__(self, request: Any, **_: object) -> Any:  # noqa: ANN401 - botocore request and response
-        from botocore.awsrequest import AWSResponse
+        from botocore.exceptions import ReadTimeoutError
 
         if request.stream_output:  # never for RegisterUsage; leave streaming operations alone
             return None
         request.stream_output = True  # the session returns before reading the body
+        outcome: list[Any] = []
+        worker = threading.Thread(
+            target=self._attempt, args=(request, outcome), name="register-usage", daemon=True
+        )
+        worker.start()
+        worker.join(self._limit)
+        if not outcome:  # still waiting for bytes: the attempt took too long as a whole
+            raise ReadTimeoutError(
+                endpoint_url=request.url, error=f"no complete answer within {self._limit:g}s"
+            )
+        request.stream_output = False
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def _attempt(self, request: Any, outcome: list[Any]) -> None:  # noqa: ANN401 - botocore type
+        from botocore.awsrequest import AWSResponse
+
         try:
             response = self._session.send(request)
-        finally:
-            request.stream_output = False
-        body = self._read(request, response)
-        return AWSResponse(
-            response.url, response.status_code, response.headers, _BufferedBody(body)
-        )
+            body = self._read(request, response)
+            result: Any = AWSResponse(
+                response.url, response.status_code, response.headers, _BufferedBody(body)
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            result = exc
+        outcome.append(result)
 
     def _read(self, request: Any, response: Any) -> bytes:  # noqa: ANN401 - botocore types
         from botocore.exceptions import ConnectionClosedError, ReadTimeoutError

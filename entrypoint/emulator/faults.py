@@ -61,6 +61,7 @@ class Fault(enum.StrEnum):
     RESET = "reset"  # the connection is closed (RST) without any answer
     SLOW = "slow"  # the answer comes ``value`` seconds late (default 30)
     TRICKLE = "trickle"  # the body comes one byte every ``value`` seconds (default 0.2)
+    TRICKLE_HEADERS = "trickle-headers"  # so do the status line and headers (default 0.2)
 
 
 _DEFAULTS: Mapping[Fault, float | str] = {
@@ -73,6 +74,7 @@ _DEFAULTS: Mapping[Fault, float | str] = {
     Fault.UNKNOWN_5XX: 503,
     Fault.SLOW: 30.0,
     Fault.TRICKLE: 0.2,
+    Fault.TRICKLE_HEADERS: 0.2,
 }
 
 _CAPTIVE_PORTAL = (
@@ -101,6 +103,7 @@ class RawReply:
     reset: bool = False  # close at once, without a status line
     delay: float = 0.0  # wait this long before the status line
     byte_delay: float = 0.0  # wait this long before each body byte
+    header_byte_delay: float = 0.0  # ... and before each byte of the status line and headers
 
     def describe(self) -> dict[str, Any]:
         """What the call record keeps instead of the body."""
@@ -276,6 +279,11 @@ def _raw(fault: Fault, value: float | str, body: bytes) -> RawReply:
         return RawReply(fault, headers=_json_headers(body), body=body, delay=float(value))
     if fault is Fault.TRICKLE:
         return RawReply(fault, headers=_json_headers(body), body=body, byte_delay=float(value))
+    if fault is Fault.TRICKLE_HEADERS:
+        delay = float(value)
+        return RawReply(
+            fault, headers=_json_headers(body), body=body, byte_delay=delay, header_byte_delay=delay
+        )
     raise AssertionError(f"unhandled fault {fault}")  # pragma: no cover - every member above
 
 
@@ -328,16 +336,29 @@ def write_raw(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
             )
             handler.connection.close()
             return
-        handler.send_response(raw.status)
-        for name, value in raw.headers:
-            handler.send_header(name, value)
-        if raw.chunked:
-            handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
+        if raw.header_byte_delay:
+            _trickle_head(handler, raw)
+        else:
+            handler.send_response(raw.status)
+            for name, value in raw.headers:
+                handler.send_header(name, value)
+            if raw.chunked:
+                handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
         _write_body(handler, raw)
         handler.wfile.flush()
     except OSError:
         return  # the client is gone
+
+
+def _trickle_head(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
+    """The status line and headers, one byte at a time: each byte resets a per-read timeout."""
+    lines = [f"HTTP/1.1 {raw.status} OK", *(f"{name}: {value}" for name, value in raw.headers)]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    for index in range(len(head)):
+        handler.wfile.write(head[index : index + 1])
+        handler.wfile.flush()
+        time.sleep(raw.header_byte_delay)
 
 
 def _write_body(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
