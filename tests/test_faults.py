@@ -14,9 +14,13 @@ has already been backing off.
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
 import subprocess
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,3 +257,55 @@ def test_a_flood_is_not_read_into_memory(
     assert not report.exists()
     peak_mib = usage.ru_maxrss / 1024  # kilobytes on Linux
     assert peak_mib < 256, f"peak RSS {peak_mib:.0f} MiB: the flood was read into memory"
+
+
+class _ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """A plain HTTP forward proxy (absolute-form request lines), recording what it relayed."""
+
+    protocol_version = "HTTP/1.1"
+    relayed: list[str]
+
+    def do_POST(self) -> None:
+        target = urllib.parse.urlsplit(self.path)
+        self.relayed.append(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+        upstream.request("POST", target.path or "/", body=body, headers=headers)
+        answer = upstream.getresponse()
+        payload = answer.read()
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        upstream.close()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        """Quiet."""
+
+
+def test_the_capped_read_keeps_botocores_proxy_settings(
+    emulator: Emulator, keys_dir: Path, tmp_path: Path
+) -> None:
+    """The body cap sends through botocore's own HTTP session, so HTTP_PROXY (like AWS_CA_BUNDLE
+    and the timeouts botocore resolved) still applies: the request goes through the proxy,
+    signed, and the answer verifies."""
+    relayed: list[str] = []
+    handler = type("Proxy", (_ForwardProxy,), {"relayed": relayed})
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = base_env(emulator, HTTP_PROXY=f"http://127.0.0.1:{proxy.server_address[1]}")
+        report = tmp_path / "started"
+        run = run_cli(["--keys-dir", str(keys_dir), "--", "touch", str(report)], env)
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    assert run.returncode == 0, run.stderr
+    assert report.exists()
+    assert relayed == [f"{emulator.url}/"]
+    assert emulator.calls()[0].access_key_id == "AKIATESTTESTTESTTEST"  # SigV4 intact
