@@ -63,6 +63,19 @@ def is_exec_of(pid: int, program: str) -> bool:
         return False
 
 
+def direct_exec_ignored(shell_prefix: str = "") -> int:
+    """SigIgn of ``sleep`` started the same way without the entrypoint: the baseline a direct
+    exec gives (whatever this test run inherited, e.g. from make, plus ``shell_prefix``)."""
+    command = ["sh", "-c", f'{shell_prefix}; exec "$@"', "sh"] if shell_prefix else []
+    process = subprocess.Popen([*command, "sleep", "30"])
+    try:
+        wait_until(lambda: is_exec_of(process.pid, "sleep"), "the control's exec")
+        return int(status_of(process.pid)["SigIgn"], 16)
+    finally:
+        process.kill()
+        process.wait()
+
+
 def finish(process: subprocess.Popen[str], timeout: float = 10) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=timeout)
@@ -79,8 +92,8 @@ def test_bootstrap_catches_int_and_term_then_the_workload_owns_every_signal(
     emulator: Emulator, keys_dir: Path
 ) -> None:
     """While registering, the entrypoint catches SIGINT and SIGTERM (PID 1 would otherwise drop
-    them); after exec the same PID is ``sleep``, with no handler and nothing ignored or blocked:
-    exactly what a direct exec from tini gives."""
+    them); after exec the same PID is ``sleep``, with no handler, nothing blocked and exactly the
+    ignored set a direct exec gives (CPython's own SIGPIPE/SIGXFSZ ignores undone)."""
     emulator.configure(PRODUCT, throttle=1)
     env = base_env(emulator, MARKETPLACE_RETRY_BASE_DELAY="1.5", MARKETPLACE_RETRY_MAX_DELAY="1.5")
     process = start(keys_dir, env, ["sleep", "30"])
@@ -94,7 +107,7 @@ def test_bootstrap_catches_int_and_term_then_the_workload_owns_every_signal(
         after = status_of(process.pid)
         assert int(after["Pid"]) == process.pid
         assert int(after["SigCgt"], 16) == 0, after["SigCgt"]
-        assert int(after["SigIgn"], 16) == 0, after["SigIgn"]
+        assert int(after["SigIgn"], 16) == direct_exec_ignored(), after["SigIgn"]
         assert int(after["SigBlk"], 16) == 0, after["SigBlk"]
     finally:
         process.kill()
@@ -150,7 +163,9 @@ def test_an_inherited_ignored_sigint_stays_ignored_for_the_workload(
         process.send_signal(signal.SIGINT)  # ignored: the bootstrap carries on
         wait_until(lambda: is_exec_of(process.pid, "sleep"), "the exec of sleep")
         after = status_of(process.pid)
-        assert int(after["SigIgn"], 16) == signal_bit(signal.SIGINT), after["SigIgn"]
+        ignored = int(after["SigIgn"], 16)
+        assert ignored & signal_bit(signal.SIGINT), after["SigIgn"]
+        assert ignored == direct_exec_ignored("trap '' INT"), after["SigIgn"]
         process.send_signal(signal.SIGINT)
         time.sleep(0.2)
         assert process.poll() is None, "the workload did not inherit the ignored SIGINT"
