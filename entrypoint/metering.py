@@ -229,10 +229,10 @@ class BotocoreMeteringClient:
         self.endpoint_url = endpoint_url
         self._credentials = credentials
         self._session = session
-        self._clients: dict[tuple[float, float], MarketplaceMeteringClient] = {}
+        self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, _CappedSend]] = {}
         self._lock = threading.Lock()
 
-    def _client(self, connect: float, read: float) -> MarketplaceMeteringClient:
+    def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
         key = (round(connect, 2), round(read, 2))
         with self._lock:
             client = self._clients.get(key)
@@ -241,7 +241,7 @@ class BotocoreMeteringClient:
                 self._clients[key] = client
             return client
 
-    def _create(self, connect: float, read: float) -> MarketplaceMeteringClient:
+    def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
         import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
@@ -276,12 +276,11 @@ class BotocoreMeteringClient:
             ) from None
         # botocore exposes its HTTP session only as a private attribute; sending through it keeps
         # every transport setting botocore resolved. The handler is per client (per timeout).
-        session = cast("Any", client)._endpoint.http_session
-        client.meta.events.register(
-            "before-send.marketplace-metering",
-            _CappedSend(session, connect_timeout=connect, read_timeout=read),
+        sender = _CappedSend(
+            cast("Any", client)._endpoint.http_session, connect_timeout=connect, read_timeout=read
         )
-        return client
+        client.meta.events.register("before-send.marketplace-metering", sender)
+        return client, sender
 
     def register_usage(
         self,
@@ -299,7 +298,7 @@ class BotocoreMeteringClient:
             # The last attempts before the deadline get shorter timeouts, so the whole
             # bootstrap ends within the deadline (plus scheduling slack), not a timeout later.
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        client = self._client(connect, read)
+        client, sender = self._client(connect, read)
         try:
             response = client.register_usage(
                 ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
@@ -315,11 +314,12 @@ class BotocoreMeteringClient:
         except _OversizedAnswer as exc:
             raise _classify_oversized(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
-            raise VerificationError(
-                f"the RegisterUsage answer could not be parsed ({one_line(exc, 200)})",
-                remedy="the workload was not started",
-            ) from None
+            raise _classify_unparsable(exc, sender.last_status()) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
+            if _raised_in(exc, "botocore.parsers"):
+                # botocore's parser lets AttributeError/ValueError escape on answers that are JSON
+                # but not objects, or carry a timestamp it cannot read: a bad answer, not a bug.
+                raise _classify_unparsable(exc, sender.last_status()) from None
             raise ServiceError(
                 f"RegisterUsage failed unexpectedly ({type(exc).__name__}: {one_line(exc, 200)})",
                 remedy="the workload was not started; report this if it persists",
@@ -346,6 +346,28 @@ def _classify_oversized(exc: _OversizedAnswer) -> EntrypointError | Transient:
             remedy="the workload was not started; check what answers at the Metering endpoint",
         )
     return classify_client_error("", exc.status, detail)
+
+
+def _raised_in(exc: BaseException, module: str) -> bool:
+    """Whether any frame of ``exc``'s traceback ran code of ``module``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == module:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _classify_unparsable(exc: Exception, status: int | None) -> EntrypointError | Transient:
+    """An answer botocore could not parse: a 2xx one is unverifiable (65); an error status keeps
+    its class (5xx/429 retried, anything else final)."""
+    detail = f"{type(exc).__name__}: {one_line(exc, 200)}"
+    if status is None or status < 300:
+        return VerificationError(
+            f"the RegisterUsage answer could not be parsed ({detail})",
+            remedy="the workload was not started",
+        )
+    return classify_client_error("", status, f"unparsable error answer ({detail})")
 
 
 class _BufferedBody:
@@ -379,6 +401,13 @@ class _CappedSend:
         self._session = session
         self._read_timeout = read_timeout
         self._limit = max(connect_timeout, read_timeout)
+        self._last = threading.local()  # per calling thread: the HTTP status of its last answer
+
+    def last_status(self) -> int | None:
+        """The HTTP status of the last answer this thread received (for classifying parser
+        failures, which botocore raises after this handler has returned)."""
+        status: int | None = getattr(self._last, "status", None)
+        return status
 
     def __call__(self, request: Any, **_: object) -> Any:  # noqa: ANN401 - botocore request and response
         from botocore.exceptions import ReadTimeoutError
@@ -391,6 +420,7 @@ class _CappedSend:
             target=self._attempt, args=(request, outcome), name="register-usage", daemon=True
         )
         worker.start()
+        self._last.status = None
         worker.join(self._limit)
         if not outcome:  # still waiting for bytes: the attempt took too long as a whole
             raise ReadTimeoutError(
@@ -400,6 +430,7 @@ class _CappedSend:
         result = outcome[0]
         if isinstance(result, BaseException):
             raise result
+        self._last.status = result.status_code
         return result
 
     def _attempt(self, request: Any, outcome: list[Any]) -> None:  # noqa: ANN401 - botocore type

@@ -23,6 +23,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,6 +52,17 @@ class Case:
     retried: bool = False  # a transport fault: retried until the deadline
     value: float | str | None = None
     attempts: int = 2  # at least this many faulty answers before the deadline (if retried)
+    label: str = ""  # the test id, when the value is too long for one
+
+
+def _id(case: Case) -> str:
+    if case.label:
+        return f"{case.fault}:{case.label}"
+    return f"{case.fault}" + (f"={case.value}" if case.value is not None else "")
+
+
+def _body(label: str, body: str, code: ExitCode, diagnosis: str, **more: Any) -> Case:
+    return Case(Fault.BODY, code, diagnosis, value=body, label=label, **more)
 
 
 MATRIX = [
@@ -75,6 +87,51 @@ MATRIX = [
     ),
     Case(
         Fault.HUGE_CHUNKED_BODY, ExitCode.BAD_SIGNATURE, f"is over the {MAX_ANSWER_BYTES}-byte cap"
+    ),
+    # JSON that botocore's parser chokes on (it lets AttributeError/ValueError escape): still a
+    # complete answer, so 65 at once; with an error status it keeps that status's class.
+    _body("json-array", "[1, 2]", ExitCode.BAD_SIGNATURE, "could not be parsed (AttributeError"),
+    _body("json-null", "null", ExitCode.BAD_SIGNATURE, "could not be parsed (AttributeError"),
+    _body("signature-number", '{"Signature": 5}', ExitCode.BAD_SIGNATURE, "carried no Signature"),
+    _body(
+        "rotation-garbage",
+        '{"Signature": "a.b.c", "PublicKeyRotationTimestamp": "soon"}',
+        ExitCode.BAD_SIGNATURE,
+        'could not be parsed (ValueError: Invalid timestamp "soon"',
+    ),
+    _body(
+        "rotation-infinite",
+        '{"Signature": "a.b.c", "PublicKeyRotationTimestamp": 1e400}',
+        ExitCode.BAD_SIGNATURE,
+        "could not be parsed (RuntimeError",
+    ),
+    _body(
+        "throttling-in-a-200",
+        '{"__type": "ThrottlingException", "message": "Rate exceeded"}',
+        ExitCode.BAD_SIGNATURE,
+        "carried no Signature",
+    ),
+    _body("400-json-array", "HTTP 400 [1]", ExitCode.SERVICE_ERROR, "HTTP 400 (no error code)"),
+    _body(
+        "503-json-array",
+        "HTTP 503 [1]",
+        ExitCode.RETRIES_EXHAUSTED,
+        "last error: HTTP 503: unparsable error answer",
+        retried=True,
+    ),
+    # A proxy's or portal's HTML page with an error status: the status decides.
+    Case(
+        Fault.WRONG_CONTENT_TYPE,
+        ExitCode.SERVICE_ERROR,
+        "refused with HTTP 403 403: <!DOCTYPE html>",
+        value=403,
+    ),
+    Case(
+        Fault.WRONG_CONTENT_TYPE,
+        ExitCode.RETRIES_EXHAUSTED,
+        "last error: 502: <!DOCTYPE html>",
+        retried=True,
+        value=502,
     ),
     # An error this version does not know: stop, as AWS requires, exit 76.
     Case(Fault.UNKNOWN_4XX, ExitCode.SERVICE_ERROR, "RegisterUsage refused with HTTP 400 Unknown"),
@@ -121,10 +178,6 @@ MATRIX = [
         attempts=1,
     ),
 ]
-
-
-def _id(case: Case) -> str:
-    return f"{case.fault}" + (f"={case.value}" if case.value is not None else "")
 
 
 def bootstrap(emulator: Emulator, keys_dir: Path, report: Path) -> tuple[int, float, str, str]:

@@ -50,10 +50,12 @@ class Fault(enum.StrEnum):
     FUTURE_IAT = "future-iat"  # iat ``value`` seconds in the future (default 1 day)
     # A complete answer that is not a RegisterUsage answer at all.
     MALFORMED_JSON = "malformed-json"  # 200, truncated JSON
+    BODY = "body"  # exactly the body ``value``, with HTTP 200 or "HTTP <status> <body>"
     EMPTY_BODY = "empty-body"  # 200, no body
     HUGE_BODY = "huge-body"  # 200, a valid answer padded to ``value`` bytes (default 64 MiB)
     HUGE_CHUNKED_BODY = "huge-chunked-body"  # the same, chunked, with no Content-Length
-    WRONG_CONTENT_TYPE = "wrong-content-type"  # 200 text/html: a captive portal's page
+    WRONG_CONTENT_TYPE = "wrong-content-type"  # text/html (a captive portal's, a proxy's page)
+    # with HTTP status ``value`` (default 200)
     UNKNOWN_4XX = "unknown-4xx"  # HTTP ``value`` (400) with an error code nobody knows
     UNKNOWN_5XX = "unknown-5xx"  # HTTP ``value`` (503) with an error code nobody knows
     # The transport failing.
@@ -75,6 +77,7 @@ _DEFAULTS: Mapping[Fault, float | str] = {
     Fault.SLOW: 30.0,
     Fault.TRICKLE: 0.2,
     Fault.TRICKLE_HEADERS: 0.2,
+    Fault.WRONG_CONTENT_TYPE: 200,
 }
 
 _CAPTIVE_PORTAL = (
@@ -258,13 +261,20 @@ def _raw(fault: Fault, value: float | str, body: bytes) -> RawReply:
     if fault is Fault.MALFORMED_JSON:
         broken = body[: len(body) // 2]
         return RawReply(fault, headers=_json_headers(broken), body=broken)
+    if fault is Fault.BODY:
+        text, status = str(value), 200
+        if text.startswith("HTTP "):
+            status, text = int(text[5:8]), text[9:]
+        given = text.encode()
+        return RawReply(fault, status=status, headers=_json_headers(given), body=given)
     if fault is Fault.EMPTY_BODY:
         return RawReply(fault, headers=_json_headers(b""))
     if fault in (Fault.HUGE_BODY, Fault.HUGE_CHUNKED_BODY):
         return _padded(fault, int(float(value)), body)
     if fault is Fault.WRONG_CONTENT_TYPE:
         page = _CAPTIVE_PORTAL
-        return RawReply(fault, headers=_json_headers(page, "text/html"), body=page)
+        status = int(float(value))
+        return RawReply(fault, status=status, headers=_json_headers(page, "text/html"), body=page)
     if fault in (Fault.UNKNOWN_4XX, Fault.UNKNOWN_5XX):
         status = int(float(value))
         error = "UnknownFutureException" if status < 500 else "UnknownOutageException"
