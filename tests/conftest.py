@@ -29,6 +29,14 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# Lines a suite wants in the run's summary (the fleet simulation's numbers), shown even in CI.
+REPORT_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in REPORT_LINES:
+        terminalreporter.write_line(line)
+
 
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:

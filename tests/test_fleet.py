@@ -13,8 +13,8 @@ The promises (tests/fleet.py checks each one per process, against the emulator's
 * full jitter keeps retry amplification low: requests per registration stay a small constant
   even with the fleet throttled for most of its start.
 
-The numbers (amplification, start-delay spread) are printed (``pytest -s``) and attached to the
-test's properties; ``python -m tests.fleet`` runs the same simulation at other sizes.
+The numbers (amplification, start-delay spread) are printed in the run's summary and attached
+to the test's properties; ``python -m tests.fleet`` runs the same simulation at other sizes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import pytest
 
+from .conftest import REPORT_LINES
 from .fleet import run_fleet
 
 
@@ -32,7 +33,7 @@ def test_cluster_start_of_200_bootstraps_against_a_throttling_service(
     record_property: Callable[[str, object], None],
 ) -> None:
     report = run_fleet(entitled=160, unentitled=40, rate=5.0, burst=5.0, deadline=300.0)
-    print(f"\nfleet: {report.summary()}")
+    REPORT_LINES.append(f"fleet: {report.summary()}")
     record_property("fleet", report.summary())
     assert report.problems == [], "\n".join(report.problems[:20])
     assert report.started == 160
