@@ -354,6 +354,8 @@ def write_raw(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
                 handler.send_header(name, value)
             if raw.chunked:
                 handler.send_header("Transfer-Encoding", "chunked")
+            # Said, so that a client does not reuse the connection this reply closes.
+            handler.send_header("Connection", "close")
             handler.end_headers()
         _write_body(handler, raw)
         handler.wfile.flush()
@@ -363,7 +365,11 @@ def write_raw(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
 
 def _trickle_head(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
     """The status line and headers, one byte at a time: each byte resets a per-read timeout."""
-    lines = [f"HTTP/1.1 {raw.status} OK", *(f"{name}: {value}" for name, value in raw.headers)]
+    lines = [
+        f"HTTP/1.1 {raw.status} OK",
+        *(f"{name}: {value}" for name, value in raw.headers),
+        "Connection: close",
+    ]
     head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     for index in range(len(head)):
         handler.wfile.write(head[index : index + 1])
