@@ -94,12 +94,13 @@ def test_bootstrap_catches_int_and_term_then_the_workload_owns_every_signal(
     """While registering, the entrypoint catches SIGINT and SIGTERM (PID 1 would otherwise drop
     them); after exec the same PID is ``sleep``, with no handler, nothing blocked and exactly the
     ignored set a direct exec gives (CPython's own SIGPIPE/SIGXFSZ ignores undone)."""
-    emulator.configure(PRODUCT, throttle=1)
-    env = base_env(emulator, MARKETPLACE_RETRY_BASE_DELAY="1.5", MARKETPLACE_RETRY_MAX_DELAY="1.5")
+    emulator.configure(PRODUCT, throttle=10**9)  # held in the bootstrap until released below
+    env = base_env(emulator, MARKETPLACE_RETRY_BASE_DELAY="0.3", MARKETPLACE_RETRY_MAX_DELAY="0.3")
     process = start(keys_dir, env, ["sleep", "30"])
     try:
         wait_until(lambda: len(emulator.calls()) >= 1, "the first (throttled) call")
         before = status_of(process.pid)
+        emulator.configure(PRODUCT, throttle=0)
         caught = int(before["SigCgt"], 16)
         for signum in HANDLED:
             assert caught & signal_bit(signum), f"{signal.Signals(signum).name} not caught"
@@ -152,8 +153,8 @@ def test_an_inherited_ignored_sigint_stays_ignored_for_the_workload(
 ) -> None:
     """``nohup``-style: whoever started us ignored SIGINT. A direct exec keeps that; so do we,
     during the bootstrap (SIGINT does not interrupt it) and for the workload."""
-    emulator.configure(PRODUCT, throttle=1)
-    env = base_env(emulator, MARKETPLACE_RETRY_BASE_DELAY="1.5", MARKETPLACE_RETRY_MAX_DELAY="1.5")
+    emulator.configure(PRODUCT, throttle=10**9)  # held in the bootstrap until released below
+    env = base_env(emulator, MARKETPLACE_RETRY_BASE_DELAY="0.3", MARKETPLACE_RETRY_MAX_DELAY="0.3")
     process = start(keys_dir, env, ["sleep", "30"], shell_prefix="trap '' INT")
     try:
         wait_until(lambda: len(emulator.calls()) >= 1, "the first (throttled) call")
@@ -161,6 +162,9 @@ def test_an_inherited_ignored_sigint_stays_ignored_for_the_workload(
         assert int(during["SigIgn"], 16) & signal_bit(signal.SIGINT)
         assert int(during["SigCgt"], 16) & signal_bit(signal.SIGTERM)
         process.send_signal(signal.SIGINT)  # ignored: the bootstrap carries on
+        time.sleep(0.1)
+        assert process.poll() is None
+        emulator.configure(PRODUCT, throttle=0)
         wait_until(lambda: is_exec_of(process.pid, "sleep"), "the exec of sleep")
         after = status_of(process.pid)
         ignored = int(after["SigIgn"], 16)
