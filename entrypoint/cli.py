@@ -222,9 +222,31 @@ def _run(step: Callable[[], list[str] | int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    SIGINT and SIGTERM raise from here on, not only around the bootstrap's steps: one arriving
+    while logging is set up (which imports cryptography, the longest stretch of a cold start)
+    ends the run with 128+N and the one-line diagnosis, not a KeyboardInterrupt traceback or a
+    silent death.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    sys.exit(_main(args))
+    with raise_on_signals():
+        try:
+            code = _main(args)
+        except Interrupted as interrupt:
+            code = _interrupted_early(interrupt.signum)
+        except KeyboardInterrupt:
+            code = _interrupted_early(2)
+    sys.exit(code)
+
+
+def _interrupted_early(signum: int) -> int:
+    """Report an interruption that came before `_run` took over (logging may not be set up)."""
+    from .logs import logger
+
+    if not logger.handlers:
+        _setup_logging("text")
+    return _report(BootstrapInterrupted(signum))
 
 
 def _main(args: list[str]) -> int:

@@ -160,7 +160,15 @@ def load_public_key_pem(
         raise UntrustedKeyError(f"{where} is not a valid PEM public key: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - any parser failure is a refusal, never a crash
         raise UntrustedKeyError(f"{where} could not be parsed ({type(exc).__name__})") from None
-    return check_public_key(key, min_bits=min_bits, where=where)
+    checked = check_public_key(key, min_bits=min_bits, where=where)
+    # cryptography checks the exponent (odd, >= 3) but loads an even modulus, which no RSA key
+    # has (n is a product of two odd primes): a damaged file, refused like the others.
+    if checked.public_numbers().n % 2 == 0:
+        raise UntrustedKeyError(
+            f"{where} has an even RSA modulus, which no real key has (a damaged copy?)",
+            remedy="save the key again exactly as the AWS Marketplace Management Portal shows it",
+        )
+    return checked
 
 
 @dataclass(frozen=True, slots=True)

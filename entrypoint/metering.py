@@ -8,6 +8,13 @@ This is the thin I/O layer under the retry loop. A `MeteringClient` (RegisterUsa
 `BotocoreMeteringClient` uses botocore's own credential chain, SigV4 signer, endpoint resolution
 (so ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` works) and wire protocol, with botocore's retries
 switched off: retries, deadline and logging belong to `entrypoint.retry`.
+
+One thing botocore does not do is bound what it reads: it loads a whole response body into memory,
+however large, and a body that trickles in one byte per read timeout never times out. So the answer
+is read by `_CappedSend` (through botocore's own HTTP session, with its proxies, CA bundle and
+timeouts): at most `MAX_ANSWER_BYTES`, in at most the attempt's read timeout, and never less than
+its ``Content-Length`` (a connection closed mid-answer is a transport fault, retried; urllib3 is
+told by botocore not to check that). The lean client (`entrypoint.aws`) applies the same bounds.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
     "AutoMeteringClient",
     "BotocoreMeteringClient",
     "MeterUsageAnswer",
@@ -49,11 +58,17 @@ __all__ = [
     "Transient",
     "classify_client_error",
     "classify_meter_usage_error",
+    "classify_oversized",
     "classify_sts_error",
     "create_metering_client",
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
+# Cap on a RegisterUsage response body (tuf's UpdaterConfig habit: a size cap for every untrusted
+# input). A real answer is a Signature of at most MAX_TOKEN_LENGTH (16 KiB) plus a timestamp; an
+# error is a short JSON object. 64 KiB leaves room for a proxy's error page and refuses floods.
+MAX_ANSWER_BYTES = 64 * 1024
+_READ_CHUNK = 16 * 1024
 METER_USAGE_IAM_ACTION = "aws-marketplace:MeterUsage"
 
 
@@ -360,12 +375,12 @@ class BotocoreMeteringClient:
         self.endpoint_url = endpoint_url
         self._credentials = credentials
         self._session = session
-        self._clients: dict[tuple[float, float], MarketplaceMeteringClient] = {}
+        self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, _CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
         self.path = "botocore"
 
-    def _client(self, connect: float, read: float) -> MarketplaceMeteringClient:
+    def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
         key = (round(connect, 2), round(read, 2))
         with self._lock:
             client = self._clients.get(key)
@@ -374,7 +389,7 @@ class BotocoreMeteringClient:
                 self._clients[key] = client
             return client
 
-    def _create(self, connect: float, read: float) -> MarketplaceMeteringClient:
+    def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
         import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
@@ -409,12 +424,19 @@ class BotocoreMeteringClient:
                 f"cannot create the Metering client: {one_line(exc, 200)}",
                 remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING and the AWS config file",
             ) from None
-        return client
+        # botocore exposes its HTTP session only as a private attribute; sending through it keeps
+        # every transport setting botocore resolved. The handler is per client (per timeout).
+        sender = _CappedSend(
+            cast("Any", client)._endpoint.http_session, connect_timeout=connect, read_timeout=read
+        )
+        client.meta.events.register("before-send.marketplace-metering", sender)
+        return client, sender
 
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint
         URL botocore will use. For the ``check`` command."""
-        return str(self._client(self.connect_timeout, self.read_timeout).meta.endpoint_url)
+        client, _ = self._client(self.connect_timeout, self.read_timeout)
+        return str(client.meta.endpoint_url)
 
     def _resolve_credentials(self, session: Session) -> None:
         """Resolve, and fetch, the task's credentials before the first call.
@@ -475,7 +497,7 @@ class BotocoreMeteringClient:
             # The last attempts before the deadline get shorter timeouts, so the whole
             # bootstrap ends within the deadline (plus scheduling slack), not a timeout later.
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        client = self._client(connect, read)
+        client, sender = self._client(connect, read)
         try:
             response = client.register_usage(
                 ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
@@ -491,14 +513,17 @@ class BotocoreMeteringClient:
             raise classify(
                 str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
             ) from None
+        except _OversizedAnswer as exc:
+            raise _classify_oversized(exc) from None
         except BotoCoreError as exc:
             raise _classify_botocore(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
-            raise VerificationError(
-                f"the RegisterUsage answer could not be parsed ({one_line(exc, 200)})",
-                remedy="the workload was not started",
-            ) from None
+            raise _classify_unparsable(exc, sender.last_status()) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
+            if _raised_in(exc, "botocore.parsers"):
+                # botocore's parser lets AttributeError/ValueError escape on answers that are JSON
+                # but not objects, or carry a timestamp it cannot read: a bad answer, not a bug.
+                raise _classify_unparsable(exc, sender.last_status()) from None
             raise ServiceError(
                 f"RegisterUsage failed unexpectedly ({type(exc).__name__}: {one_line(exc, 200)})",
                 remedy="the workload was not started; report this if it persists",
@@ -529,7 +554,7 @@ class BotocoreMeteringClient:
         connect, read = self.connect_timeout, self.read_timeout
         if timeout is not None:
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        client = self._client(connect, read)
+        client, _ = self._client(connect, read)
         params: dict[str, Any] = {
             "ProductCode": product_code,
             "Timestamp": timestamp,
@@ -551,6 +576,8 @@ class BotocoreMeteringClient:
             raise classify_meter_usage_error(
                 code, int(status or 0), str(error.get("Message", ""))
             ) from None
+        except _OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
+            raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:
             raise _classify_botocore(exc, _METER_USAGE_ROLE_REMEDY) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
@@ -569,6 +596,179 @@ class BotocoreMeteringClient:
         if not isinstance(record_id, str) or not record_id:
             raise Transient("NoMeteringRecordId", "the MeterUsage answer carried no record id")
         return MeterUsageAnswer(record_id=record_id)
+
+
+class _OversizedAnswer(Exception):  # noqa: N818 - raised through botocore, classified below
+    """A response body over `MAX_ANSWER_BYTES` (raised from `_CappedSend`, out of botocore)."""
+
+    def __init__(self, status: int, size: str) -> None:
+        super().__init__(f"HTTP {status} body of {size}")
+        self.status = status
+        self.size = size
+
+
+def _classify_oversized(exc: _OversizedAnswer) -> EntrypointError | Transient:
+    return classify_oversized(exc.status, exc.size)
+
+
+def classify_oversized(status: int, size: str) -> EntrypointError | Transient:
+    """A flood is an answer we refuse to read: a 2xx one is unverifiable (65), an error status
+    is classified as its status would be (5xx/429 retried, anything else final). Both AWS client
+    paths use this, with `MAX_ANSWER_BYTES`."""
+    detail = f"the answer's body ({size}) is over the {MAX_ANSWER_BYTES}-byte cap"
+    if status < 300:
+        return VerificationError(
+            f"the RegisterUsage answer could not be read: {detail}",
+            remedy="the workload was not started; check what answers at the Metering endpoint",
+        )
+    return classify_client_error("", status, detail)
+
+
+def _raised_in(exc: BaseException, module: str) -> bool:
+    """Whether any frame of ``exc``'s traceback ran code of ``module``."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == module:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _classify_unparsable(exc: Exception, status: int | None) -> EntrypointError | Transient:
+    """An answer botocore could not parse: a 2xx one is unverifiable (65); an error status keeps
+    its class (5xx/429 retried, anything else final)."""
+    detail = f"{type(exc).__name__}: {one_line(exc, 200)}"
+    if status is None or status < 300:
+        return VerificationError(
+            f"the RegisterUsage answer could not be parsed ({detail})",
+            remedy="the workload was not started",
+        )
+    return classify_client_error("", status, f"unparsable error answer ({detail})")
+
+
+class _BufferedBody:
+    """The part of urllib3's response that `botocore.awsrequest.AWSResponse` reads: ``stream``."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, *_args: object, **_kwargs: object) -> Iterator[bytes]:
+        yield self._data
+
+
+class _CappedSend:
+    """A ``before-send`` handler: send the request through botocore's own HTTP session, then read
+    the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and complete (no shorter than its
+    ``Content-Length``), and bound the whole attempt in time.
+
+    urllib3's read timeout applies to each receive, so an answer whose status line, headers or
+    body arrive a byte at a time never times out. The attempt therefore runs on a worker thread
+    that the caller waits for at most the longer of the two timeouts (the read timeout is "per
+    attempt" in the README; near the deadline the register loop shrinks both to the time left),
+    then gives up with `ReadTimeoutError`, retried like any read timeout; the
+    abandoned worker ends at its next per-read timeout or with the process (exec replaces it).
+    The caller's wait is interruptible: SIGINT/SIGTERM handlers run on the main thread.
+
+    Returning a response from ``before-send`` is botocore's documented way to supply one; what
+    the session sends (proxies, CA bundle, timeouts, SigV4 headers) is exactly what botocore would.
+    """
+
+    def __init__(self, session: Any, connect_timeout: float, read_timeout: float) -> None:  # noqa: ANN401 - botocore's URLLib3Session
+        self._session = session
+        self._read_timeout = read_timeout
+        self._limit = max(connect_timeout, read_timeout)
+        self._last = threading.local()  # per calling thread: the HTTP status of its last answer
+
+    def last_status(self) -> int | None:
+        """The HTTP status of the last answer this thread received (for classifying parser
+        failures, which botocore raises after this handler has returned)."""
+        status: int | None = getattr(self._last, "status", None)
+        return status
+
+    def __call__(self, request: Any, **_: object) -> Any:  # noqa: ANN401 - botocore request and response
+        from botocore.exceptions import ReadTimeoutError
+
+        if request.stream_output:  # never for RegisterUsage; leave streaming operations alone
+            return None
+        request.stream_output = True  # the session returns before reading the body
+        outcome: list[Any] = []
+        worker = threading.Thread(
+            target=self._attempt, args=(request, outcome), name="register-usage", daemon=True
+        )
+        worker.start()
+        self._last.status = None
+        worker.join(self._limit)
+        if not outcome:  # still waiting for bytes: the attempt took too long as a whole
+            raise ReadTimeoutError(
+                endpoint_url=request.url, error=f"no complete answer within {self._limit:g}s"
+            )
+        request.stream_output = False
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        self._last.status = result.status_code
+        return result
+
+    def _attempt(self, request: Any, outcome: list[Any]) -> None:  # noqa: ANN401 - botocore type
+        from botocore.awsrequest import AWSResponse
+
+        try:
+            response = self._session.send(request)
+            body = self._read(request, response)
+            result: Any = AWSResponse(
+                response.url, response.status_code, response.headers, _BufferedBody(body)
+            )
+        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            result = exc
+        outcome.append(result)
+
+    def _read(self, request: Any, response: Any) -> bytes:  # noqa: ANN401 - botocore types
+        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+        from urllib3.exceptions import HTTPError as URLLib3Error
+        from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeout
+
+        raw = response.raw
+        declared = _content_length(response.headers.get("content-length"))
+        if declared is not None and declared > MAX_ANSWER_BYTES:
+            raw.close()
+            raise _OversizedAnswer(response.status_code, f"{declared} bytes, by Content-Length")
+        chunks: list[bytes] = []
+        size = 0
+        stop = time.monotonic() + self._read_timeout
+        # read1 (urllib3 2) returns after one receive, so the clock is checked while bytes trickle;
+        # read would block until the whole chunk arrived, one read timeout per receive.
+        read = getattr(raw, "read1", None) or raw.read
+        try:
+            while chunk := read(_READ_CHUNK, decode_content=False):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raw.close()
+                    raise _OversizedAnswer(response.status_code, f"more than {size - 1} bytes")
+                if time.monotonic() > stop:
+                    raw.close()
+                    raise ReadTimeoutError(endpoint_url=request.url, error="body trickled in")
+        except URLLib3ReadTimeout as exc:
+            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from None
+        except URLLib3Error as exc:
+            raise ConnectionClosedError(
+                endpoint_url=request.url, request=request, error=exc
+            ) from None
+        if declared is not None and size < declared:
+            raw.close()
+            raise ConnectionClosedError(
+                endpoint_url=request.url,
+                request=request,
+                error=f"connection closed after {size} of {declared} bytes",
+            )
+        raw.release_conn()
+        return b"".join(chunks)
+
+
+def _content_length(value: str | None) -> int | None:
+    if value is None or not value.strip().isdecimal():
+        return None
+    return int(value.strip())
 
 
 def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: ANN401 - a botocore client

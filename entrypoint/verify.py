@@ -50,7 +50,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from .errors import ConfigurationError, VerificationError, one_line
 from .keys import MIN_KEY_BITS, check_public_key
 
-__all__ = ["DEFAULT_IAT_LEEWAY", "MAX_TOKEN_LENGTH", "VerifiedEntitlement", "verify_signature"]
+__all__ = [
+    "DEFAULT_IAT_LEEWAY",
+    "MAX_TOKEN_LENGTH",
+    "VerifiedEntitlement",
+    "ps256_verifies",
+    "verify_signature",
+]
 
 # A real Signature is about 550 characters with a 2048-bit key and 255-character product code and
 # nonce would bring it near 1,400; 16 KiB leaves room for 16384-bit keys and refuses floods.
@@ -260,7 +266,12 @@ def _split(token: object) -> tuple[bytes, bytes, bytes, bytes]:
             _fail(f"token is {len(token)} characters, over the {MAX_TOKEN_LENGTH}-character cap")
         try:
             data = token.encode("ascii")
-        except UnicodeEncodeError:
+        except UnicodeEncodeError as exc:
+            # Name the segment the character is in, as the alphabet check would have.
+            where = token[: exc.start].count(".")
+            if where < 3:
+                segment = ("header", "payload", "signature")[where]
+                _fail(f"{segment} segment has characters outside unpadded base64url")
             _fail("token is not ASCII")
     elif isinstance(token, bytes | bytearray):
         if len(token) > MAX_TOKEN_LENGTH:
@@ -310,10 +321,23 @@ def _check_signature(
     modulus_bytes = (key.key_size + 7) // 8
     if len(signature) != modulus_bytes:
         _fail(f"signature is {len(signature)} bytes; public key v{version} needs {modulus_bytes}")
-    try:
-        key.verify(signature, signing_input, _PSS, _SHA256)
-    except InvalidSignature:
+    if not ps256_verifies(key, signing_input, signature):
         _fail(f"signature does not verify with public key v{version} of product {product_code}")
+
+
+def ps256_verifies(key: RSAPublicKey, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` is a PS256 signature of ``message`` by ``key``: exactly the modulus
+    length (RFC 8017 §8.1.2 step 1), then RSASSA-PSS with SHA-256, MGF1-SHA-256 and a 32-byte
+    salt (RFC 7518 §3.5). The only signature check the package makes (step 5 calls it); public so
+    that known-answer vectors (Wycheproof) can exercise it with messages that are not JWS
+    signing inputs. Does not check the key: `check_public_key` does that."""
+    if len(signature) != (key.key_size + 7) // 8:
+        return False
+    try:
+        key.verify(signature, message, _PSS, _SHA256)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _check_claims(

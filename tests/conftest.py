@@ -1,15 +1,41 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from entrypoint.emulator import Emulator, ProductBehavior
 
 from .support import KEYS
 
 PRODUCT = "prod-test"
+
+# Property-based tests (issue 3). "ci" is what `make test` runs: thousands of examples per fuzz
+# target, bounded (each target takes seconds; no per-example deadline on a shared 2-core
+# machine). "fuzz" is for a long hunt: HYPOTHESIS_PROFILE=fuzz make test-fast. "dev" is quick.
+settings.register_profile(
+    "ci",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.register_profile(
+    "fuzz", max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# Lines a suite wants in the run's summary (the fleet simulation's numbers), shown even in CI.
+REPORT_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in REPORT_LINES:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -130,27 +130,27 @@ def test_config_files_with_content_send_work_to_botocore(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "code", "message"),
+    ("body", "code", "message"),
     [
         (
-            400,
             b'{"__type":"com.amazon#ThrottlingException","message":"slow"}',
             "ThrottlingException",
             "slow",
         ),
         (
-            400,
             b'{"__type":"CustomerNotEntitledException:http://x","Message":"no"}',
             "CustomerNotEntitledException",
             "no",
         ),
-        (503, b"<html>busy</html>", "503", "<html>busy</html>"),
-        (500, b"", "500", ""),
-        (400, b"[1]", "400", ""),
+        (b"<html>busy</html>", "", "<html>busy</html>"),
+        (b"", "", ""),
+        (b"[1]", "", ""),
     ],
 )
-def test_error_parsing_matches_botocore(status: int, body: bytes, code: str, message: str) -> None:
-    assert parse_error(status, body) == (code, message)
+def test_error_parsing(body: bytes, code: str, message: str) -> None:
+    """As botocore's JSON parser, except that an answer without ``__type`` has no code (botocore
+    puts the status there); the classification then goes by the HTTP status."""
+    assert parse_error(body) == (code, message)
 
 
 @pytest.mark.parametrize(

@@ -3,8 +3,8 @@
 Implements the `entrypoint.metering.MeteringClient` protocol, with the same outcomes as the
 botocore client: errors are parsed as botocore's JSON parser does (``__type`` after any ``#`` or
 ``:``, else the HTTP status; ``message`` or ``Message``) and classified by the same function;
-transport failures carry botocore's names. What it adds is a cap: an answer over
-`MAX_ANSWER_BYTES` is refused unread (a Signature is under 16 KiB; the cap leaves room).
+transport failures carry botocore's names. Both paths cap the answer at
+`entrypoint.metering.MAX_ANSWER_BYTES` and bound each attempt as a whole in time.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from entrypoint._version import __version__
 from entrypoint.credentials import CredentialSource, announce_credentials
 from entrypoint.errors import ConfigurationError, VerificationError, one_line
 from entrypoint.metering import (
+    MAX_ANSWER_BYTES,
     RegisterUsageAnswer,
     Transient,
     answer_from_response,
     classify_client_error,
+    classify_oversized,
 )
 
 from . import transport
@@ -31,14 +33,14 @@ from .sigv4 import sign
 
 __all__ = ["MAX_ANSWER_BYTES", "LeanMeteringClient", "parse_error"]
 
-MAX_ANSWER_BYTES = 256 * 1024
 TARGET = "AWSMPMeteringService.RegisterUsage"
 SIGNING_NAME = "aws-marketplace"
 _FAILED = "the workload was not started"
 
 
-def parse_error(status: int, body: bytes) -> tuple[str, str]:
-    """(code, message) of a JSON 1.1 error answer, as botocore's JSON parser reads them."""
+def parse_error(body: bytes) -> tuple[str, str]:
+    """(code, message) of a JSON 1.1 error answer, as botocore's JSON parser reads them; the code
+    is empty when the answer has none (the caller classifies by HTTP status)."""
     try:
         parsed: Any = json.loads(body) if body else {}
     except ValueError:
@@ -46,7 +48,7 @@ def parse_error(status: int, body: bytes) -> tuple[str, str]:
     if not isinstance(parsed, dict):
         parsed = {}
     raw_code = parsed.get("__type")
-    code = raw_code if isinstance(raw_code, str) else str(status)
+    code = raw_code if isinstance(raw_code, str) else ""  # none: classified by its status
     if ":" in code:
         code = code.split(":", 1)[0]
     if "#" in code:
@@ -170,12 +172,9 @@ class LeanMeteringClient:
                 f"TLS to the Metering endpoint failed: {exc}",
                 remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
             ) from None
+        if answer.truncated:
+            raise classify_oversized(answer.status, answer.size)
         if answer.status == 200:
-            if answer.truncated:
-                raise VerificationError(
-                    f"the RegisterUsage answer is larger than {MAX_ANSWER_BYTES} bytes",
-                    remedy=_FAILED,
-                )
             return _answer(answer.body)
-        code, message = parse_error(answer.status, answer.body)
+        code, message = parse_error(answer.body)
         raise classify_client_error(code, answer.status, one_line(message, 300))

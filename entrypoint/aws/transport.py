@@ -9,14 +9,22 @@ Failures are named as botocore names them, so logs and diagnoses read the same o
 ``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``,
 ``ConnectionClosedError``. A TLS certificate failure is `TlsError`: a configuration problem,
 not something to retry.
+
+Time is bounded per exchange, not per receive: a socket timeout alone lets an answer that trickles
+in one byte per timeout (status line, headers or body) hold a caller for ever. The connection must
+open within ``connect_timeout``; then the request and the whole answer must pass within
+``read_timeout``, every receive getting at most what is left of it.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import os
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.util import find_spec
@@ -47,6 +55,58 @@ class Response:
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
     truncated: bool  # the answer was larger than the cap; ``body`` holds at most the cap
+    size: str = ""  # for a truncated answer: "N bytes, by Content-Length" or "more than N bytes"
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Receives from a socket, each receive bounded by what is left of the attempt.
+
+    Reads through the socket's own ``makefile``, whose reference keeps the descriptor open when
+    http.client closes the connection before the body is read (``Connection: close`` answers).
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout: float) -> None:
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+        self._read_timeout = read_timeout
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt ran out of time")
+        self._sock.settimeout(min(self._read_timeout, left))
+        count: int | None = self._raw.readinto(buffer)
+        return count or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What http.client uses of a socket (sendall, makefile, close), under an attempt deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._read_timeout = read_timeout
+
+    def sendall(self, data: bytes) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the attempt ran out of time")
+        self._sock.settimeout(min(self._read_timeout, left))
+        self._sock.sendall(data)
+
+    def makefile(self, _mode: str, *_args: object, **_kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline, self._read_timeout))
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def ca_bundle(environ: Mapping[str, str]) -> str | None:
@@ -116,18 +176,18 @@ def _connect(
     return connection, target, where
 
 
-def _read(answer: http.client.HTTPResponse, max_bytes: int) -> tuple[bytes, bool]:
+def _read(answer: http.client.HTTPResponse, max_bytes: int) -> tuple[bytes, bool, str]:
     """At most ``max_bytes`` of the body; an answer declared larger is not read at all."""
     length = answer.getheader("Content-Length")
     declared = int(length) if length and length.isdigit() else None
     if declared is not None and declared > max_bytes:
-        return b"", True
+        return b"", True, f"{declared} bytes, by Content-Length"
     data = answer.read(max_bytes + 1)
     if len(data) > max_bytes:
-        return data[:max_bytes], True
+        return data[:max_bytes], True, f"more than {max_bytes} bytes"
     if declared is not None and len(data) < declared:
         raise http.client.IncompleteRead(data, declared - len(data))
-    return data, False
+    return data, False, ""
 
 
 def request(
@@ -141,15 +201,17 @@ def request(
     max_bytes: int,
     environ: Mapping[str, str] = os.environ,
 ) -> Response:
-    """Send one request and read its answer, at most ``max_bytes`` of body."""
+    """Connect within ``connect_timeout``, then send one request and read its answer (at most
+    ``max_bytes`` of body) within ``read_timeout``."""
     connection, target, where = _connect(url, connect_timeout, environ)
+    deadline = time.monotonic() + read_timeout
     try:
         if connection.sock is not None:
-            connection.sock.settimeout(read_timeout)
+            connection.sock = _DeadlineSocket(connection.sock, deadline, read_timeout)
         try:
             connection.request(method, target, body=body, headers=dict(headers))
             answer = connection.getresponse()
-            data, truncated = _read(answer, max_bytes)
+            data, truncated, size = _read(answer, max_bytes)
         except TimeoutError:
             raise TransportError("ReadTimeoutError", f"no answer from {where} in time") from None
         except (http.client.HTTPException, OSError) as exc:
@@ -162,6 +224,7 @@ def request(
             headers={k.lower(): v for k, v in answer.getheaders()},
             body=data,
             truncated=truncated,
+            size=size,
         )
     finally:
         connection.close()

@@ -34,6 +34,7 @@ from typing import Any, Self
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .control import ADMIN_PREFIX, ServiceControl, admin_route
+from .faults import Faults, RawReply, write_raw
 from .operations import OPERATIONS
 from .platform import PlatformState
 from .protocol import (
@@ -68,8 +69,10 @@ class _Server(ThreadingHTTPServer):
     signer: TokenSigner
     platform: PlatformState
     emulator: Emulator
+    faults: Faults
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # noqa: ANN401 - stdlib
+        """A client that hung up (timed out, refused a flood, was interrupted) is normal here."""
         error = sys.exc_info()[1]
         if isinstance(error, ConnectionError | TimeoutError):
             return
@@ -150,11 +153,13 @@ class _Handler(BaseHTTPRequestHandler):
             headers=headers,
         )
         body: dict[str, Any] = {}
+        faults = self.server.faults
         try:
             raw = self._read_raw()
             self._authenticate(ctx, raw)
             body = self._parse_body(raw)
-            reply = self._dispatch(ctx, body)
+            faults.admit(ctx)  # the rate limiter (issue 3): ThrottlingException above the rate
+            reply = faults.answer(ctx, body, self._dispatch(ctx, body), self.server.signer)
         except ApiError as exc:
             state.record(
                 operation=ctx.operation,
@@ -166,6 +171,18 @@ class _Handler(BaseHTTPRequestHandler):
                 response=exc.body(),
             )
             self._send_json(exc.status, exc.body(), exc.code)
+            return
+        if isinstance(reply, RawReply):  # an injected fault (issue 3): recorded, then written raw
+            state.record(
+                operation=ctx.operation,
+                status=0 if reply.reset else reply.status,
+                error=f"fault:{reply.fault}",
+                region=region,
+                access_key_id=akid,
+                request=body,
+                response=reply.describe(),
+            )
+            write_raw(self, reply)
             return
         state.record(
             operation=ctx.operation,
@@ -279,6 +296,7 @@ class Emulator(ServiceControl):
             )
         )
         self.platform = PlatformState(region, self.add_principal)
+        self.faults = Faults()  # fault injection and rate limiting (see faults.py)
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -292,6 +310,7 @@ class Emulator(ServiceControl):
         server.signer = self.signer
         server.platform = self.platform
         server.emulator = self
+        server.faults = self.faults
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
