@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from entrypoint.emulator import Emulator, ProductBehavior
 from .support import KEYS
 
 PRODUCT = "prod-test"
+
+# A shell that starts a command in the background without job control (`cmd &` in a script)
+# sets SIGINT (and SIGQUIT) to SIG_IGN, nohup sets SIGHUP to SIG_IGN, and ignored signals are
+# inherited across exec. The entrypoint rightly keeps an inherited SIG_IGN for its workload, so
+# the signal suites would then test how the test runner was launched, not the product. Undo it
+# here, once: every process a test starts then sees the default disposition of the signals the
+# suites send (tests that need an inherited SIG_IGN set it up themselves).
+for _signum in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1):
+    if signal.getsignal(_signum) is signal.SIG_IGN:
+        default = signal.default_int_handler if _signum == signal.SIGINT else signal.SIG_DFL
+        signal.signal(_signum, default)
 
 # Property-based tests (issue 3). "ci" is what `make test` runs: thousands of examples per fuzz
 # target, bounded (each target takes seconds; no per-example deadline on a shared 2-core
