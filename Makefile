@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-fast lint format clean image-test image-lock
+.PHONY: demo test test-fast lint format clean image-test image-lock bench bench-quick
 
 $(VENV)/.runtime: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -51,6 +51,13 @@ image-lock: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet --group lock
 	$(LOCK) pyproject.toml -o docker/requirements.lock
 	$(LOCK) docker/build-requirements.in -o docker/build-requirements.lock
+
+## bench: every benchmark of issue 7, as ratios against baselines run alongside (bench/RESULTS.md)
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run
+
+bench-quick: $(VENV)/.dev
+	$(BIN)/python -m bench.run --quick
 
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
