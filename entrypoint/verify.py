@@ -72,6 +72,12 @@ _B64URL_VALUES = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 _SHA256 = hashes.SHA256()
+# Step 1 and step 4 are pure functions of their input, and a process verifies with one key and
+# sees one header spelling: both are remembered. The key is held (not its id(), which a freed
+# object's successor may reuse); only headers that passed every check are kept, at most 16.
+_last_checked_key: tuple[object, int] | None = None
+_VALID_HEADERS: set[bytes] = set()
+_MAX_REMEMBERED_HEADERS = 16
 # RFC 7519 NumericDate upper bound we accept at all: year 9999, so datetime can render it.
 _MAX_NUMERIC_DATE = 253402300799
 
@@ -223,7 +229,7 @@ def verify_signature(
     value. No other exception escapes for any token.
     """
     _check_expectations(product_code, public_key_version, nonce)
-    key = check_public_key(public_key, min_bits=min_key_bits)  # step 1
+    key = _checked_key(public_key, min_key_bits)  # step 1
     try:
         signing_input, header_raw, payload_raw, signature = _split(token)  # steps 2-3
         _check_header(header_raw)  # step 4
@@ -254,6 +260,16 @@ def verify_signature(
         issued_at=issued_at,
         claims=MappingProxyType(claims),
     )
+
+
+def _checked_key(public_key: object, min_bits: int) -> RSAPublicKey:
+    global _last_checked_key  # noqa: PLW0603 - a one-entry memo of a pure check
+    last = _last_checked_key
+    if last is not None and last[0] is public_key and last[1] == min_bits:
+        return public_key  # type: ignore[return-value]  # checked on the way in
+    key = check_public_key(public_key, min_bits=min_bits)
+    _last_checked_key = (public_key, min_bits)
+    return key
 
 
 def _split(token: object) -> tuple[bytes, bytes, bytes, bytes]:
@@ -298,6 +314,8 @@ def _split(token: object) -> tuple[bytes, bytes, bytes, bytes]:
 
 def _check_header(header_raw: bytes) -> None:
     """Step 4: the algorithm is pinned; no extension we would have to understand."""
+    if header_raw in _VALID_HEADERS:
+        return
     header = _json_object(header_raw, "header")
     alg = header.get("alg")
     if type(alg) is not str or alg != ALGORITHM:
@@ -307,6 +325,8 @@ def _check_header(header_raw: bytes) -> None:
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
         _fail(f"header typ is {_show(typ)}, not JWT")
+    if len(_VALID_HEADERS) < _MAX_REMEMBERED_HEADERS:
+        _VALID_HEADERS.add(header_raw)
 
 
 def _check_signature(

@@ -333,3 +333,41 @@ def test_pss_salt_must_be_the_hash_length() -> None:
     """RFC 7518 §3.5: PS256's salt is 32 bytes, the SHA-256 output; a 64-byte salt must not do."""
     with pytest.raises(VerificationError, match="does not verify"):
         verify(mint(SIGNER, claims(), salt_length=64))
+
+
+# -- the memos of steps 1 and 4 never let anything through -----------------------------------------
+
+
+def test_a_remembered_key_does_not_vouch_for_another() -> None:
+    verify(signed())  # remembers PUBLIC
+    with pytest.raises(UntrustedKeyError, match="1024-bit RSA key"):
+        verify(mint(SMALL, claims()), public_key=SMALL.public_key())
+    with pytest.raises(UntrustedKeyError, match="1024-bit RSA key"):
+        verify(mint(SMALL, claims()), public_key=SMALL.public_key(), min_key_bits=2048)
+    verify(signed())
+
+
+def test_a_key_remembered_under_a_lower_minimum_is_checked_again_under_a_higher_one() -> None:
+    small = SMALL.public_key()
+    verify(mint(SMALL, claims()), public_key=small, min_key_bits=1024)
+    with pytest.raises(UntrustedKeyError, match="under the 2048-bit minimum"):
+        verify(mint(SMALL, claims()), public_key=small)
+
+
+def test_only_headers_that_passed_are_remembered() -> None:
+    from entrypoint import verify as module
+
+    verify(signed())
+    with pytest.raises(VerificationError, match="header alg is 'none'"):
+        verify(signed(header={"alg": "none"}))
+    assert b'{"alg":"none"}' not in module._VALID_HEADERS
+    with pytest.raises(VerificationError, match="header alg is 'none'"):
+        verify(signed(header={"alg": "none"}))
+
+
+def test_remembered_headers_are_bounded() -> None:
+    from entrypoint import verify as module
+
+    for index in range(40):
+        verify(signed(header={"alg": "PS256", "kid": f"key-{index}"}))
+    assert len(module._VALID_HEADERS) <= 16
