@@ -72,18 +72,38 @@ def machine() -> dict[str, Any]:
     }
 
 
+# Forks the measured command from a small interpreter: wait4's ru_maxrss of a child also counts
+# the pages it shared with its parent before exec, so a child of this (large) process would carry
+# the benchmark's own size into every figure. The launcher times fork to exit as well.
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def run_measured(command: Sequence[str], env: dict[str, str]) -> tuple[float, int, int]:
     """Run ``command`` to its end: (wall seconds, exit status, peak RSS in KiB of the process,
     which after exec is the bootstrap's peak: the workload here is /bin/true)."""
-    import time
+    import shutil
+    import sys
 
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0 and process.stderr is not None:
-        raise RuntimeError(f"{command[0]} failed: {process.stderr.read().decode()[-500:]}")
-    if process.stderr is not None:
-        process.stderr.close()
-    return elapsed, process.returncode, int(usage.ru_maxrss)
+    program = command[0] if "/" in command[0] else shutil.which(command[0]) or command[0]
+    run = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, program, *command[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        seconds, status, peak = run.stdout.split()
+    except ValueError:
+        raise RuntimeError(f"{command[0]} could not be measured: {run.stderr[-500:]}") from None
+    if int(status) != 0:
+        raise RuntimeError(f"{command[0]} failed ({status}): {run.stderr[-500:]}")
+    return float(seconds), int(status), int(peak)
