@@ -63,9 +63,29 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message, remedy=f"see {PROGRAM} --help")
 
 
+# Flags every command shares, each also read from the environment variable config.ENV names.
+COMMON_SETTING_FLAGS = (
+    ("--log-format", "text|json", "log line format (default text)"),
+    ("--connect-timeout", "SECONDS", "per-attempt connect timeout (default 5)"),
+    ("--read-timeout", "SECONDS", "per-attempt read timeout (default 10)"),
+    ("--retry-base-delay", "SECONDS", "first backoff ceiling (default 1)"),
+    ("--retry-max-delay", "SECONDS", "backoff ceiling cap (default 30)"),
+)
+
+
+def add_setting_flags(
+    parser: argparse.ArgumentParser, specific: Sequence[tuple[str, str, str]]
+) -> None:
+    """Add ``specific`` and then the common setting flags, each help naming its variable."""
+    from .config import ENV
+
+    for flag, metavar, text in (*specific, *COMMON_SETTING_FLAGS):
+        env = ENV[flag[2:].replace("-", "_")]
+        parser.add_argument(flag, metavar=metavar, help=f"{text} [{env}]")
+
+
 def settings_parser(*, check: bool = False) -> _Parser:
     """The bootstrap's options; ``check`` swaps the workload for ``--call``."""
-    from .config import ENV
     from .keys import DEFAULT_KEYS_DIR
 
     parser = _Parser(
@@ -89,19 +109,14 @@ def settings_parser(*, check: bool = False) -> _Parser:
         help=f"trusted keys, <DIR>/<PRODUCT_CODE>/v<N>.pem (default {DEFAULT_KEYS_DIR}; "
         "a flag only: trust comes from the image)",
     )
-    options = [
-        ("--product-code", "CODE", "product to register (default: the only trusted one)"),
-        ("--public-key-version", "N", "key version (default: the highest present)"),
-        ("--deadline", "SECONDS", "retry RegisterUsage for this long (default 1800)"),
-        ("--log-format", "text|json", "log line format (default text)"),
-        ("--connect-timeout", "SECONDS", "per-attempt connect timeout (default 5)"),
-        ("--read-timeout", "SECONDS", "per-attempt read timeout (default 10)"),
-        ("--retry-base-delay", "SECONDS", "first backoff ceiling (default 1)"),
-        ("--retry-max-delay", "SECONDS", "backoff ceiling cap (default 30)"),
-    ]
-    for flag, metavar, text in options:
-        env = ENV[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, metavar=metavar, help=f"{text} [{env}]")
+    add_setting_flags(
+        parser,
+        [
+            ("--product-code", "CODE", "product to register (default: the only trusted one)"),
+            ("--public-key-version", "N", "key version (default: the highest present)"),
+            ("--deadline", "SECONDS", "retry RegisterUsage for this long (default 1800)"),
+        ],
+    )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     if check:
         parser.add_argument(

@@ -51,7 +51,7 @@ class MeterInterrupted(BootstrapInterrupted):
 
 
 def _parser() -> _Parser:
-    from entrypoint.config import ENV
+    from entrypoint.cli import add_setting_flags
 
     parser = _Parser(
         prog=PROGRAM,
@@ -77,18 +77,13 @@ def _parser() -> _Parser:
         help="what makes this task's ClientTokens its own [MARKETPLACE_METER_INSTANCE_ID; "
         "default: the host name]",
     )
-    options = [
-        ("--product-code", "CODE", "product to meter"),
-        ("--deadline", "SECONDS", "retry MeterUsage for this long (default 1800)"),
-        ("--log-format", "text|json", "log line format (default text)"),
-        ("--connect-timeout", "SECONDS", "per-attempt connect timeout (default 5)"),
-        ("--read-timeout", "SECONDS", "per-attempt read timeout (default 10)"),
-        ("--retry-base-delay", "SECONDS", "first backoff ceiling (default 1)"),
-        ("--retry-max-delay", "SECONDS", "backoff ceiling cap (default 30)"),
-    ]
-    for flag, metavar, text in options:
-        env = ENV[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, metavar=metavar, help=f"{text} [{env}]")
+    add_setting_flags(
+        parser,
+        [
+            ("--product-code", "CODE", "product to meter"),
+            ("--deadline", "SECONDS", "retry MeterUsage for this long (default 1800)"),
+        ],
+    )
     return parser
 
 
