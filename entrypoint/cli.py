@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from ._version import __version__
 from .errors import BootstrapInterrupted, EntrypointError, ExitCode, UsageError
-from .signals import Interrupted, raise_on_signals
+from .signals import Interrupted, raise_if_interrupted, raise_on_signals
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -211,6 +211,9 @@ def _run(step: Callable[[], list[str] | int]) -> int:
     try:
         with raise_on_signals():
             outcome = step()
+            # The last check before exec: a signal whose exception native code swallowed on
+            # the way here must not let the workload start.
+            raise_if_interrupted()
         if isinstance(outcome, int):
             return outcome
         from .execute import exec_workload

@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 from .errors import RetriesExhaustedError
 from .logs import event
 from .metering import Transient
+from .signals import raise_if_interrupted
 
 __all__ = ["MIN_ATTEMPT_SECONDS", "Attempted", "Backoff", "retry_transient"]
 
@@ -80,6 +81,7 @@ def retry_transient(
     end = start + deadline
     attempts = 0
     while True:
+        raise_if_interrupted()  # a signal whose exception some native code swallowed
         remaining = end - clock()
         attempts += 1
         try:

@@ -7,6 +7,13 @@ it into `entrypoint.errors.BootstrapInterrupted` (exit 128+N, tini's convention)
 
 Installing a handler also matters when the entrypoint runs as PID 1 without an init: the kernel
 drops signals to PID 1 that have no handler.
+
+Raising is not enough on its own: a signal that arrives while native code (an extension module
+initialising, or calling back into Python) is on the stack may see its exception dropped by that
+code, never to surface. So the handler also records the signal, and the bootstrap checks the
+record at its own safe points (`raise_if_interrupted`): before each attempt and after each
+backoff wait, on every receive of the lean client, and just before exec. A swallowed SIGTERM
+therefore still ends the run promptly, and never lets the workload start.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-__all__ = ["HANDLED_SIGNALS", "Interrupted", "raise_on_signals"]
+__all__ = ["HANDLED_SIGNALS", "Interrupted", "raise_if_interrupted", "raise_on_signals"]
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -30,8 +37,21 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+# The first handled signal this process received (None: none). Written only by the handler.
+_received: int | None = None
+
+
 def _raise(signum: int, _frame: FrameType | None) -> None:
+    global _received  # noqa: PLW0603 - the handler's record, read by raise_if_interrupted
+    if _received is None:
+        _received = signum
     raise Interrupted(signum)
+
+
+def raise_if_interrupted() -> None:
+    """Raise `Interrupted` if a handled signal arrived, even if its exception was swallowed."""
+    if _received is not None:
+        raise Interrupted(_received)
 
 
 @contextmanager

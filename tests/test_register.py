@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 import pytest
@@ -168,3 +169,31 @@ def test_nonce_is_fresh_csprng_output() -> None:
     assert len(nonces) == 1000
     for nonce in list(nonces)[:10]:
         assert re.fullmatch(r"[A-Za-z0-9_-]{43}", nonce)  # 256 bits, base64url, <= 255 chars
+
+
+def test_a_signal_whose_exception_was_swallowed_still_stops_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Native code on the stack when a signal arrives may drop the handler's exception (seen in
+    CI: a SIGTERM during imports vanished and the bootstrap went on retrying). The handler also
+    records the signal, and the retry loop checks the record before every attempt."""
+    import os
+    import signal
+
+    from entrypoint import signals
+
+    monkeypatch.setattr(signals, "_received", None)
+    clock = FakeClock()
+    client = ScriptedClient(clock, [Transient("ThrottlingException")])
+    with signals.raise_on_signals():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here and raises ...
+        except BaseException:  # noqa: BLE001, S110 - ... and a careless library drops it
+            pass
+        with pytest.raises(signals.Interrupted) as caught:
+            run(client, clock)
+    assert caught.value.signum == signal.SIGTERM
+    assert client.nonces == []  # stopped before the first attempt
+    with pytest.raises(signals.Interrupted):
+        signals.raise_if_interrupted()  # and the check before exec would stop it too

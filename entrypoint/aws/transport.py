@@ -32,6 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from entrypoint.errors import one_line
+from entrypoint.signals import raise_if_interrupted
 
 __all__ = ["Response", "TlsError", "TransportError", "ca_bundle", "request"]
 
@@ -75,6 +76,7 @@ class _DeadlineReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        raise_if_interrupted()
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("the attempt ran out of time")
