@@ -514,7 +514,7 @@ class BotocoreMeteringClient:
                 str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
             ) from None
         except _OversizedAnswer as exc:
-            raise _classify_oversized(exc) from None
+            raise classify_oversized(exc.status, exc.size) from None
         except BotoCoreError as exc:
             raise _classify_botocore(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
@@ -605,10 +605,6 @@ class _OversizedAnswer(Exception):  # noqa: N818 - raised through botocore, clas
         super().__init__(f"HTTP {status} body of {size}")
         self.status = status
         self.size = size
-
-
-def _classify_oversized(exc: _OversizedAnswer) -> EntrypointError | Transient:
-    return classify_oversized(exc.status, exc.size)
 
 
 def classify_oversized(status: int, size: str) -> EntrypointError | Transient:

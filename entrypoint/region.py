@@ -22,11 +22,9 @@ reasons are part of the diagnosis when no source answers.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import re
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -42,6 +40,7 @@ __all__ = [
     "RegionSource",
     "ResolvedRegion",
     "default_region_chain",
+    "imds_endpoint",
     "resolve_region",
     "validate_region",
 ]
@@ -110,34 +109,44 @@ def _http(
     *,
     headers: Mapping[str, str] | None = None,
     timeout: float = METADATA_TIMEOUT,
+    environ: Mapping[str, str],
 ) -> str:
-    """One small HTTP request to a link-local metadata endpoint; the body of a 200, or raise."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RegionLookupError(f"{one_line(url, 120)} is not an http(s) URL")
-    connection_class = (
-        http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    )
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
-    target = parts.path or "/"
-    if parts.query:
-        target = f"{target}?{parts.query}"
+    """One small request to a link-local metadata endpoint, through the same transport as every
+    other call (its deadline, read cap and signal checks); the body of a 200, or raise."""
+    from .aws import transport
+
     try:
-        connection.request(method, target, headers=dict(headers or {}))
-        response = connection.getresponse()
-        body = response.read(MAX_METADATA_BYTES + 1)
-    except (OSError, http.client.HTTPException) as exc:
-        raise RegionLookupError(f"{type(exc).__name__}: {one_line(exc, 120)}") from None
-    finally:
-        connection.close()
-    if response.status != 200:
-        raise RegionLookupError(f"HTTP {response.status}")
-    if len(body) > MAX_METADATA_BYTES:
+        answer = transport.request(
+            method,
+            url,
+            headers=headers or {},
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            max_bytes=MAX_METADATA_BYTES,
+            environ=environ,  # AWS_CA_BUNDLE, should an endpoint override be https
+        )
+    except transport.TransportError as exc:
+        raise RegionLookupError(f"{exc.kind}: {one_line(exc.detail, 120)}") from None
+    except transport.TlsError as exc:
+        raise RegionLookupError(f"TLS: {one_line(exc, 120)}") from None
+    if answer.status != 200:
+        raise RegionLookupError(f"HTTP {answer.status}")
+    if answer.truncated:
         raise RegionLookupError(f"answer over {MAX_METADATA_BYTES} bytes")
     try:
-        return body.decode("utf-8")
+        return answer.body.decode("utf-8")
     except UnicodeDecodeError:
         raise RegionLookupError("answer is not UTF-8") from None
+
+
+def imds_endpoint(environ: Mapping[str, str]) -> str:
+    """The IMDS base URL botocore would use: AWS_EC2_METADATA_SERVICE_ENDPOINT, else the IPv4 or
+    (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6) IPv6 link-local address; ends with ``/``."""
+    endpoint = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
+    if not endpoint:
+        mode = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
+        endpoint = IMDS_DEFAULT_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_DEFAULT_ENDPOINT
+    return endpoint.rstrip("/") + "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +162,9 @@ class EcsTaskMetadataRegion:
         if not base:
             return None
         try:
-            document = json.loads(_http("GET", base.rstrip("/") + "/task", timeout=self.timeout))
+            document = json.loads(
+                _http("GET", base.rstrip("/") + "/task", timeout=self.timeout, environ=self.environ)
+            )
         except ValueError:
             raise RegionLookupError("task metadata is not JSON") from None
         if not isinstance(document, dict):
@@ -182,22 +193,20 @@ class InstanceMetadataRegion:
     def lookup(self) -> str | None:
         if self.environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true":
             return None
-        endpoint = self.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
-        if not endpoint:
-            mode = self.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
-            endpoint = IMDS_DEFAULT_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_DEFAULT_ENDPOINT
-        endpoint = endpoint.rstrip("/") + "/"
+        endpoint = imds_endpoint(self.environ)
         token = _http(
             "PUT",
             endpoint + "latest/api/token",
             headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_TOKEN_TTL_SECONDS},
             timeout=self.timeout,
+            environ=self.environ,
         ).strip()
         region = _http(
             "GET",
             endpoint + "latest/meta-data/placement/region",
             headers={"X-aws-ec2-metadata-token": token},
             timeout=self.timeout,
+            environ=self.environ,
         ).strip()
         return validate_region(region, "placement/region in EC2 instance metadata")
 

@@ -271,16 +271,6 @@ def _from_container(environ: Mapping[str, str]) -> AwsCredentials | None:
     return _json_credentials(answer.body, "container-role", "container credentials")
 
 
-def _imds_endpoint(environ: Mapping[str, str]) -> str:
-    from entrypoint.region import IMDS_DEFAULT_ENDPOINT, IMDS_DEFAULT_ENDPOINT_IPV6
-
-    endpoint = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
-    if not endpoint:
-        mode = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
-        endpoint = IMDS_DEFAULT_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_DEFAULT_ENDPOINT
-    return endpoint.rstrip("/") + "/"
-
-
 def _imds_get(url: str, token: str, environ: Mapping[str, str]) -> transport.Response:
     return transport.request(
         "GET",
@@ -297,7 +287,9 @@ def _from_instance_metadata(environ: Mapping[str, str]) -> AwsCredentials | None
     """The node role, as botocore's InstanceMetadataProvider: no answer means no credentials."""
     if environ.get("AWS_EC2_METADATA_DISABLED", "").strip().lower() == "true":
         return None
-    base = _imds_endpoint(environ)
+    from entrypoint.region import imds_endpoint
+
+    base = imds_endpoint(environ)
     try:
         token_answer = transport.request(
             "PUT",
