@@ -46,7 +46,7 @@ class _Report:
 
 
 def run_check(argv: Sequence[str]) -> int:
-    from .cli import parse_settings_args, settings_parser
+    from .flags import parse_settings_args, settings_parser
 
     args = settings_parser(check=True).parse_args(list(argv))
     settings = parse_settings_args(args)
@@ -65,10 +65,11 @@ def _steps(
     settings: Settings, report: _Report, *, call: bool, dimensions: Sequence[str] = ()
 ) -> str:
     """Every step of a start but the exec; returns the result line."""
+    from .answers import Transient
     from .bootstrap import Entitlement
     from .config import select_target
     from .keys import load_trust_store
-    from .metering import Transient, create_metering_client
+    from .metering import create_metering_client
     from .region import default_region_chain, resolve_region
     from .register import new_nonce
     from .verify import verify_signature

@@ -18,11 +18,11 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 from .config import LogFormat, Settings
 from .emulator import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator, Outcome
 from .errors import UsageError
+from .flags import Parser
 from .region import ResolvedRegion
 
 __all__ = ["DEMO_PRODUCT", "parse", "run"]
@@ -40,18 +40,13 @@ for name, value in facts.items():
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, remedy="see marketplace-entrypoint demo --help")
-
-
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     args = list(argv)
     workload: list[str] = []
     if "--" in args:
         cut = args.index("--")
         args, workload = args[:cut], args[cut + 1 :]
-    parser = _Parser(
+    parser = Parser(
         prog="marketplace-entrypoint demo",
         description="Run the verified bootstrap end to end against the embedded emulator.",
         epilog=__doc__,

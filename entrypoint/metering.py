@@ -1,20 +1,15 @@
-"""The Metering API calls: one RegisterUsage or MeterUsage attempt, its outcome classified.
+"""The Metering API calls through botocore: one RegisterUsage or MeterUsage attempt.
 
 This is the thin I/O layer under the retry loop. A `MeteringClient` (RegisterUsage) or
 `MeterUsageClient` (MeterUsage) makes exactly one attempt and either returns the answer, raises
 `Transient` (worth retrying: throttling, server faults, the network) or raises a final
-`EntrypointError` that says what the operator must fix.
+`EntrypointError` that says what the operator must fix; what each answer means is decided by the
+pure functions of `entrypoint.answers`.
 
 `BotocoreMeteringClient` uses botocore's own credential chain, SigV4 signer, endpoint resolution
 (so ``AWS_ENDPOINT_URL_MARKETPLACE_METERING`` works) and wire protocol, with botocore's retries
-switched off: retries, deadline and logging belong to `entrypoint.retry`.
-
-One thing botocore does not do is bound what it reads: it loads a whole response body into memory,
-however large, and a body that trickles in one byte per read timeout never times out. So the answer
-is read by `_CappedSend` (through botocore's own HTTP session, with its proxies, CA bundle and
-timeouts): at most `MAX_ANSWER_BYTES`, in at most the attempt's read timeout, and never less than
-its ``Content-Length`` (a connection closed mid-answer is a transport fault, retried; urllib3 is
-told by botocore not to check that). The lean client (`entrypoint.aws`) applies the same bounds.
+switched off: retries, deadline and logging belong to `entrypoint.retry`. What botocore does not
+bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 """
 
 from __future__ import annotations
@@ -22,24 +17,29 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._version import __version__
-from .credentials import CredentialSource, announce_credentials
-from .errors import (
-    ConfigurationError,
-    EntrypointError,
-    NotEntitledError,
-    PlatformNotSupportedError,
-    ServiceError,
-    UsageRejectedError,
-    VerificationError,
-    one_line,
+from .answers import (
+    IDENTITY_FILE_REMEDY,
+    METER_USAGE_ROLE_REMEDY,
+    ROLE_REMEDY,
+    MeterUsageAnswer,
+    RegisterUsageAnswer,
+    Transient,
+    answer_from_response,
+    classify_client_error,
+    classify_meter_usage_error,
+    classify_oversized,
+    classify_sts_error,
+    classify_unparsable,
 )
+from .capped import CappedSend, OversizedAnswer
+from .credentials import CredentialSource, announce_credentials
+from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
 from .logs import event
 
 if TYPE_CHECKING:
@@ -47,66 +47,13 @@ if TYPE_CHECKING:
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 __all__ = [
-    "MAX_ANSWER_BYTES",
     "AutoMeteringClient",
     "BotocoreMeteringClient",
-    "MeterUsageAnswer",
     "MeterUsageClient",
     "MeteringClient",
-    "RegisterUsageAnswer",
     "StaticCredentials",
-    "Transient",
-    "classify_client_error",
-    "classify_meter_usage_error",
-    "classify_oversized",
-    "classify_sts_error",
     "create_metering_client",
 ]
-
-IAM_ACTION = "aws-marketplace:RegisterUsage"
-# Cap on a RegisterUsage response body (tuf's UpdaterConfig habit: a size cap for every untrusted
-# input). A real answer is a Signature of at most MAX_TOKEN_LENGTH (16 KiB) plus a timestamp; an
-# error is a short JSON object. 64 KiB leaves room for a proxy's error page and refuses floods.
-MAX_ANSWER_BYTES = 64 * 1024
-_READ_CHUNK = 16 * 1024
-METER_USAGE_IAM_ACTION = "aws-marketplace:MeterUsage"
-
-
-def _role_remedy(action: str, policy: str) -> str:
-    return (
-        f"give the task an IAM role allowing {action} (ECS task role, or IRSA on EKS; managed "
-        f"policy {policy})"
-    )
-
-
-ROLE_REMEDY = _role_remedy(IAM_ACTION, "AWSMarketplaceMeteringRegisterUsage")
-_IRSA_REMEDY = (
-    "check the IAM role's trust policy (the cluster's OIDC provider, sub "
-    "system:serviceaccount:<namespace>:<serviceaccount>) and the service account's "
-    "eks.amazonaws.com/role-arn annotation"
-)
-IDENTITY_FILE_REMEDY = (
-    "on EKS the IRSA token is projected at AWS_WEB_IDENTITY_TOKEN_FILE: set the pod's "
-    "securityContext.fsGroup so a non-root user can read it; on ECS check "
-    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterUsageAnswer:
-    """A successful RegisterUsage response, not yet verified."""
-
-    signature: str
-    public_key_rotation: datetime | None = None
-
-
-class Transient(Exception):  # noqa: N818 - names an outcome, not a failure of ours
-    """An attempt failed in a way worth retrying. ``code`` names it for the log."""
-
-    def __init__(self, code: str, detail: str = "") -> None:
-        self.code = one_line(code, 80)
-        self.detail = one_line(detail, 200)
-        super().__init__(f"{self.code}: {self.detail}" if self.detail else self.code)
 
 
 class MeteringClient(Protocol):
@@ -120,15 +67,6 @@ class MeteringClient(Protocol):
         nonce: str,
         timeout: float | None = None,
     ) -> RegisterUsageAnswer: ...
-
-
-@dataclass(frozen=True, slots=True)
-class MeterUsageAnswer:
-    """A MeterUsage that the service accepted: ``record_id`` is its MeteringRecordId, or None
-    for a DryRun (answered ``DryRunOperation``: permitted, nothing recorded)."""
-
-    record_id: str | None
-    dry_run: bool = False
 
 
 class MeterUsageClient(Protocol):
@@ -163,193 +101,6 @@ class StaticCredentials:
         return f"StaticCredentials(access_key_id={self.access_key_id[:4]}…)"
 
 
-def _credential_remedies(role_remedy: str) -> dict[str, str]:
-    """What AWS's front end answers for credentials and signing, and the remedy for each."""
-    return {
-        "AccessDeniedException": role_remedy,
-        "AccessDenied": role_remedy,
-        "UnrecognizedClientException": "the credentials are not valid AWS credentials; "
-        + role_remedy,
-        "InvalidClientTokenId": "the access key is not valid; " + role_remedy,
-        "ExpiredTokenException": "the credentials have expired; use the task role or IRSA, whose "
-        "credentials are refreshed automatically",
-        "ExpiredToken": "the credentials have expired; use the task role or IRSA, whose "
-        "credentials are refreshed automatically",
-        "InvalidSignatureException": "the request signature was refused; check the secret key "
-        "and this host's clock",
-        "SignatureDoesNotMatch": "the request signature was refused; check the secret key and "
-        "this host's clock",
-        "IncompleteSignature": "the request signature was incomplete; check the credentials",
-        "MissingAuthenticationTokenException": "the request was not signed; " + role_remedy,
-        "MissingAuthenticationToken": "the request was not signed; " + role_remedy,
-    }
-
-
-# Errors RegisterUsage models, plus the ones AWS's front end gives for credentials and signing.
-_FINAL_CONFIGURATION: Mapping[str, str] = {
-    "InvalidProductCodeException": "the product code does not match an AWS Marketplace listing; "
-    "check MARKETPLACE_PRODUCT_CODE and the keys directory against the Management Portal",
-    "InvalidPublicKeyVersionException": "AWS does not know this public key version for the "
-    "product; check MARKETPLACE_PUBLIC_KEY_VERSION and the v<N>.pem files",
-    "InvalidRegionException": "RegisterUsage must be called in the Region the task runs in; "
-    "check AWS_REGION / AWS_DEFAULT_REGION",
-    "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
-    "AWS Marketplace supports",
-    **_credential_remedies(ROLE_REMEDY),
-}
-_RETRYABLE_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "InternalServiceErrorException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    }
-)
-
-
-def classify_client_error(code: str, status: int, message: str) -> EntrypointError | Transient:
-    """Map a Metering error response to what the bootstrap must do about it.
-
-    AWS: retry ThrottlingException (and server faults) "for up to 30 minutes, with exponential
-    back off"; "if your container image ... receives an exception other than ThrottlingException
-    at container startup, you should terminate the container".
-    """
-    shown = one_line(message, 200)
-    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
-        return Transient(code or f"HTTP {status}", shown)
-    if code == "CustomerNotEntitledException":
-        return NotEntitledError(
-            f"the buyer has no active subscription to this product (CustomerNotEntitledException"
-            f"{': ' + shown if shown else ''})",
-            remedy="the buyer must subscribe to the product in AWS Marketplace",
-        )
-    if code == "PlatformNotSupportedException":
-        return PlatformNotSupportedError(
-            f"RegisterUsage is only answered on Amazon ECS, Amazon EKS and AWS Fargate "
-            f"(PlatformNotSupportedException{': ' + shown if shown else ''})",
-            remedy="run the product on ECS, EKS or Fargate; use `marketplace-entrypoint demo` "
-            "to try it locally",
-        )
-    remedy = _FINAL_CONFIGURATION.get(code)
-    if remedy is not None:
-        return ConfigurationError(f"RegisterUsage refused: {code}: {shown}", remedy=remedy)
-    return ServiceError(
-        f"RegisterUsage refused with HTTP {status} {code or '(no error code)'}: {shown}",
-        remedy="the container was stopped as AWS requires for errors other than throttling; "
-        "report this if it persists",
-    )
-
-
-def classify_sts_error(code: str, status: int, message: str) -> EntrypointError | Transient:
-    """An error from STS while botocore fetched IRSA credentials (AssumeRoleWithWebIdentity)."""
-    shown = one_line(message, 200)
-    if (
-        code in _RETRYABLE_CODES
-        or code == "IDPCommunicationError"
-        or status == 429
-        or status >= 500
-    ):
-        return Transient(f"STS {code or f'HTTP {status}'}", shown)
-    return ConfigurationError(
-        f"IRSA credentials refused: STS AssumeRoleWithWebIdentity answered {code}: {shown}",
-        remedy=_IRSA_REMEDY,
-    )
-
-
-_METER_USAGE_ROLE_REMEDY = _role_remedy(METER_USAGE_IAM_ACTION, "AWSMarketplaceMeteringFullAccess")
-
-# Errors MeterUsage models (botocore service-2.json, operation MeterUsage), plus the front end's.
-_METER_USAGE_CONFIGURATION: Mapping[str, str] = {
-    "InvalidProductCodeException": "the product code does not match an AWS Marketplace listing; "
-    "check MARKETPLACE_PRODUCT_CODE against the Management Portal",
-    "InvalidUsageDimensionException": "the dimension is not one of the product's pricing "
-    "dimensions; use a dimension's API name as the Management Portal shows it",
-    "InvalidEndpointRegionException": "MeterUsage must be called in the Region the task runs in; "
-    "check AWS_REGION / AWS_DEFAULT_REGION",
-    "InvalidUsageAllocationsException": "the usage allocations do not add up to the quantity, or "
-    "mix whole and decimal quantities",
-    "InvalidTagException": "an allocation tag is invalid; check the tag keys and values",
-    "ValidationException": "the request broke a limit of the Metering API model; check the "
-    "dimension (1-255 characters) and the quantity (at most 10 digits and 6 decimals)",
-    "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
-    "AWS Marketplace supports",
-    # The DryRun answer when the caller lacks permission (MeterUsageRequest.DryRun documentation).
-    "UnauthorizedException": _METER_USAGE_ROLE_REMEDY,
-    **_credential_remedies(_METER_USAGE_ROLE_REMEDY),
-}
-_USAGE_REJECTED: Mapping[str, str] = {
-    "DuplicateRequestException": "another quantity was already recorded for this dimension and "
-    "hour (AWS takes one record per dimension per hour per task, and never changes it)",
-    "IdempotencyConflictException": "this ClientToken was already used with other parameters: "
-    "the hour was already reported with another quantity",
-    "TimestampOutOfBoundsException": "MeterUsage takes usage at most 6 hours old and never from "
-    "the future; check the timestamp and this host's clock",
-}
-
-
-def classify_meter_usage_error(code: str, status: int, message: str) -> EntrypointError | Transient:
-    """Map a MeterUsage error response to what the meter must do about it.
-
-    Throttling and server faults are retried (the same record with the same ClientToken, so a
-    retry can never bill twice). A refused record (`UsageRejectedError`) is final for that record;
-    configuration and credential errors are final until the operator fixes them.
-    """
-    shown = one_line(message, 200)
-    if code in _RETRYABLE_CODES or status == 429 or status >= 500:
-        return Transient(code or f"HTTP {status}", shown)
-    if code == "CustomerNotEntitledException":
-        return NotEntitledError(
-            f"MeterUsage refused: the buyer has no active subscription to this product "
-            f"(CustomerNotEntitledException{': ' + shown if shown else ''})",
-            remedy="the buyer must subscribe to the product in AWS Marketplace",
-        )
-    rejected = _USAGE_REJECTED.get(code)
-    if rejected is not None:
-        return UsageRejectedError(
-            f"MeterUsage refused the record: {code}: {shown}",
-            code=code,
-            remedy=rejected,
-        )
-    remedy = _METER_USAGE_CONFIGURATION.get(code)
-    if remedy is not None:
-        return ConfigurationError(f"MeterUsage refused: {code}: {shown}", remedy=remedy)
-    return ServiceError(
-        f"MeterUsage refused with HTTP {status} {code or '(no error code)'}: {shown}",
-        remedy="the usage is kept and sent again later; report this if it persists",
-    )
-
-
-def _parse_rotation(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    raise VerificationError(
-        f"answer's PublicKeyRotationTimestamp is {type(value).__name__}, not a timestamp",
-        remedy="the workload was not started",
-    )
-
-
-def answer_from_response(response: Mapping[str, Any]) -> RegisterUsageAnswer:
-    """Check the parsed response's shape: a non-empty string Signature, an optional timestamp."""
-    signature = response.get("Signature")
-    if not isinstance(signature, str) or not signature:
-        raise VerificationError(
-            "the RegisterUsage answer carried no Signature",
-            remedy="the workload was not started",
-        )
-    return RegisterUsageAnswer(
-        signature=signature,
-        public_key_rotation=_parse_rotation(response.get("PublicKeyRotationTimestamp")),
-    )
-
-
 class BotocoreMeteringClient:
     """RegisterUsage through botocore, one attempt per call.
 
@@ -375,12 +126,12 @@ class BotocoreMeteringClient:
         self.endpoint_url = endpoint_url
         self._credentials = credentials
         self._session = session
-        self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, _CappedSend]] = {}
+        self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
         self.path = "botocore"
 
-    def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
+    def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
         key = (round(connect, 2), round(read, 2))
         with self._lock:
             client = self._clients.get(key)
@@ -389,7 +140,7 @@ class BotocoreMeteringClient:
                 self._clients[key] = client
             return client
 
-    def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, _CappedSend]:
+    def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
         import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
@@ -426,7 +177,7 @@ class BotocoreMeteringClient:
             ) from None
         # botocore exposes its HTTP session only as a private attribute; sending through it keeps
         # every transport setting botocore resolved. The handler is per client (per timeout).
-        sender = _CappedSend(
+        sender = CappedSend(
             cast("Any", client)._endpoint.http_session, connect_timeout=connect, read_timeout=read
         )
         client.meta.events.register("before-send.marketplace-metering", sender)
@@ -513,17 +264,17 @@ class BotocoreMeteringClient:
             raise classify(
                 str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
             ) from None
-        except _OversizedAnswer as exc:
+        except OversizedAnswer as exc:
             raise classify_oversized(exc.status, exc.size) from None
         except BotoCoreError as exc:
             raise _classify_botocore(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
-            raise _classify_unparsable(exc, sender.last_status()) from None
+            raise classify_unparsable(exc, sender.last_status()) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
             if _raised_in(exc, "botocore.parsers"):
                 # botocore's parser lets AttributeError/ValueError escape on answers that are JSON
                 # but not objects, or carry a timestamp it cannot read: a bad answer, not a bug.
-                raise _classify_unparsable(exc, sender.last_status()) from None
+                raise classify_unparsable(exc, sender.last_status()) from None
             raise ServiceError(
                 f"RegisterUsage failed unexpectedly ({type(exc).__name__}: {one_line(exc, 200)})",
                 remedy="the workload was not started; report this if it persists",
@@ -576,10 +327,10 @@ class BotocoreMeteringClient:
             raise classify_meter_usage_error(
                 code, int(status or 0), str(error.get("Message", ""))
             ) from None
-        except _OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
+        except OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
             raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:
-            raise _classify_botocore(exc, _METER_USAGE_ROLE_REMEDY) from None
+            raise _classify_botocore(exc, METER_USAGE_ROLE_REMEDY) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise Transient("ResponseParserError", str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
@@ -598,28 +349,6 @@ class BotocoreMeteringClient:
         return MeterUsageAnswer(record_id=record_id)
 
 
-class _OversizedAnswer(Exception):  # noqa: N818 - raised through botocore, classified below
-    """A response body over `MAX_ANSWER_BYTES` (raised from `_CappedSend`, out of botocore)."""
-
-    def __init__(self, status: int, size: str) -> None:
-        super().__init__(f"HTTP {status} body of {size}")
-        self.status = status
-        self.size = size
-
-
-def classify_oversized(status: int, size: str) -> EntrypointError | Transient:
-    """A flood is an answer we refuse to read: a 2xx one is unverifiable (65), an error status
-    is classified as its status would be (5xx/429 retried, anything else final). Both AWS client
-    paths use this, with `MAX_ANSWER_BYTES`."""
-    detail = f"the answer's body ({size}) is over the {MAX_ANSWER_BYTES}-byte cap"
-    if status < 300:
-        return VerificationError(
-            f"the RegisterUsage answer could not be read: {detail}",
-            remedy="the workload was not started; check what answers at the Metering endpoint",
-        )
-    return classify_client_error("", status, detail)
-
-
 def _raised_in(exc: BaseException, module: str) -> bool:
     """Whether any frame of ``exc``'s traceback ran code of ``module``."""
     tb = exc.__traceback__
@@ -628,143 +357,6 @@ def _raised_in(exc: BaseException, module: str) -> bool:
             return True
         tb = tb.tb_next
     return False
-
-
-def _classify_unparsable(exc: Exception, status: int | None) -> EntrypointError | Transient:
-    """An answer botocore could not parse: a 2xx one is unverifiable (65); an error status keeps
-    its class (5xx/429 retried, anything else final)."""
-    detail = f"{type(exc).__name__}: {one_line(exc, 200)}"
-    if status is None or status < 300:
-        return VerificationError(
-            f"the RegisterUsage answer could not be parsed ({detail})",
-            remedy="the workload was not started",
-        )
-    return classify_client_error("", status, f"unparsable error answer ({detail})")
-
-
-class _BufferedBody:
-    """The part of urllib3's response that `botocore.awsrequest.AWSResponse` reads: ``stream``."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-
-    def stream(self, *_args: object, **_kwargs: object) -> Iterator[bytes]:
-        yield self._data
-
-
-class _CappedSend:
-    """A ``before-send`` handler: send the request through botocore's own HTTP session, then read
-    the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and complete (no shorter than its
-    ``Content-Length``), and bound the whole attempt in time.
-
-    urllib3's read timeout applies to each receive, so an answer whose status line, headers or
-    body arrive a byte at a time never times out. The attempt therefore runs on a worker thread
-    that the caller waits for at most the longer of the two timeouts (the read timeout is "per
-    attempt" in the README; near the deadline the register loop shrinks both to the time left),
-    then gives up with `ReadTimeoutError`, retried like any read timeout; the
-    abandoned worker ends at its next per-read timeout or with the process (exec replaces it).
-    The caller's wait is interruptible: SIGINT/SIGTERM handlers run on the main thread.
-
-    Returning a response from ``before-send`` is botocore's documented way to supply one; what
-    the session sends (proxies, CA bundle, timeouts, SigV4 headers) is exactly what botocore would.
-    """
-
-    def __init__(self, session: Any, connect_timeout: float, read_timeout: float) -> None:  # noqa: ANN401 - botocore's URLLib3Session
-        self._session = session
-        self._read_timeout = read_timeout
-        self._limit = max(connect_timeout, read_timeout)
-        self._last = threading.local()  # per calling thread: the HTTP status of its last answer
-
-    def last_status(self) -> int | None:
-        """The HTTP status of the last answer this thread received (for classifying parser
-        failures, which botocore raises after this handler has returned)."""
-        status: int | None = getattr(self._last, "status", None)
-        return status
-
-    def __call__(self, request: Any, **_: object) -> Any:  # noqa: ANN401 - botocore request and response
-        from botocore.exceptions import ReadTimeoutError
-
-        if request.stream_output:  # never for RegisterUsage; leave streaming operations alone
-            return None
-        request.stream_output = True  # the session returns before reading the body
-        outcome: list[Any] = []
-        worker = threading.Thread(
-            target=self._attempt, args=(request, outcome), name="register-usage", daemon=True
-        )
-        worker.start()
-        self._last.status = None
-        worker.join(self._limit)
-        if not outcome:  # still waiting for bytes: the attempt took too long as a whole
-            raise ReadTimeoutError(
-                endpoint_url=request.url, error=f"no complete answer within {self._limit:g}s"
-            )
-        request.stream_output = False
-        result = outcome[0]
-        if isinstance(result, BaseException):
-            raise result
-        self._last.status = result.status_code
-        return result
-
-    def _attempt(self, request: Any, outcome: list[Any]) -> None:  # noqa: ANN401 - botocore type
-        from botocore.awsrequest import AWSResponse
-
-        try:
-            response = self._session.send(request)
-            body = self._read(request, response)
-            result: Any = AWSResponse(
-                response.url, response.status_code, response.headers, _BufferedBody(body)
-            )
-        except Exception as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
-            result = exc
-        outcome.append(result)
-
-    def _read(self, request: Any, response: Any) -> bytes:  # noqa: ANN401 - botocore types
-        from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
-        from urllib3.exceptions import HTTPError as URLLib3Error
-        from urllib3.exceptions import ReadTimeoutError as URLLib3ReadTimeout
-
-        raw = response.raw
-        declared = _content_length(response.headers.get("content-length"))
-        if declared is not None and declared > MAX_ANSWER_BYTES:
-            raw.close()
-            raise _OversizedAnswer(response.status_code, f"{declared} bytes, by Content-Length")
-        chunks: list[bytes] = []
-        size = 0
-        stop = time.monotonic() + self._read_timeout
-        # read1 (urllib3 2) returns after one receive, so the clock is checked while bytes trickle;
-        # read would block until the whole chunk arrived, one read timeout per receive.
-        read = getattr(raw, "read1", None) or raw.read
-        try:
-            while chunk := read(_READ_CHUNK, decode_content=False):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raw.close()
-                    raise _OversizedAnswer(response.status_code, f"more than {size - 1} bytes")
-                if time.monotonic() > stop:
-                    raw.close()
-                    raise ReadTimeoutError(endpoint_url=request.url, error="body trickled in")
-        except URLLib3ReadTimeout as exc:
-            raise ReadTimeoutError(endpoint_url=request.url, error=exc) from None
-        except URLLib3Error as exc:
-            raise ConnectionClosedError(
-                endpoint_url=request.url, request=request, error=exc
-            ) from None
-        if declared is not None and size < declared:
-            raw.close()
-            raise ConnectionClosedError(
-                endpoint_url=request.url,
-                request=request,
-                error=f"connection closed after {size} of {declared} bytes",
-            )
-        raw.release_conn()
-        return b"".join(chunks)
-
-
-def _content_length(value: str | None) -> int | None:
-    if value is None or not value.strip().isdecimal():
-        return None
-    return int(value.strip())
 
 
 def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: ANN401 - a botocore client

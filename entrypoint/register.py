@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .metering import MeteringClient, RegisterUsageAnswer
+from .answers import RegisterUsageAnswer
+from .metering import MeteringClient
 from .retry import MIN_ATTEMPT_SECONDS, Backoff, retry_transient
 
 __all__ = ["MIN_ATTEMPT_SECONDS", "Backoff", "Registration", "new_nonce", "register_with_retries"]

@@ -8,7 +8,7 @@ jitter spreads a fleet that starts at once, so the service sees few extra reques
 
 The deadline bounds the whole call: no wait runs past it, and attempts near it get shorter
 timeouts (each attempt is told the seconds left). Clock, sleep and randomness are injected, so
-tests move time explicitly. An attempt raises `entrypoint.metering.Transient` to be retried and
+tests move time explicitly. An attempt raises `entrypoint.answers.Transient` to be retried and
 anything else to stop at once; `BaseException` (signals) always passes through.
 """
 
@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from .answers import Transient
 from .errors import RetriesExhaustedError
 from .logs import event
-from .metering import Transient
 from .signals import raise_if_interrupted
 
 __all__ = ["MIN_ATTEMPT_SECONDS", "Attempted", "Backoff", "retry_transient"]

@@ -29,9 +29,9 @@ from typing import Any
 import pytest
 
 from entrypoint import ExitCode
+from entrypoint.answers import MAX_ANSWER_BYTES
 from entrypoint.emulator import EMULATOR_ACCESS_KEY_ID, Emulator
 from entrypoint.emulator.faults import Fault
-from entrypoint.metering import MAX_ANSWER_BYTES
 
 from .conftest import PRODUCT
 from .support import CONSOLE_SCRIPT, base_env, run_cli

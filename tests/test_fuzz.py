@@ -32,7 +32,7 @@ from entrypoint import (
     load_trust_store,
     verify_signature,
 )
-from entrypoint.metering import Transient, answer_from_response, classify_client_error
+from entrypoint.answers import Transient, answer_from_response, classify_client_error
 
 from .support import KEYS, claims, mint
 

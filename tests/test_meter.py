@@ -25,6 +25,7 @@ import botocore.session
 import pytest
 
 from entrypoint import ConfigurationError, ExitCode, NotEntitledError, UsageError
+from entrypoint.answers import MeterUsageAnswer
 from entrypoint.emulator import (
     EMULATOR_ACCESS_KEY_ID,
     EMULATOR_SECRET_ACCESS_KEY,
@@ -33,7 +34,7 @@ from entrypoint.emulator import (
 )
 from entrypoint.meter import FlushReport, Meter, meter_dry_run
 from entrypoint.meter.hours import client_token, seconds_to_next_hour
-from entrypoint.metering import BotocoreMeteringClient, MeterUsageAnswer, StaticCredentials
+from entrypoint.metering import BotocoreMeteringClient, StaticCredentials
 from entrypoint.retry import Backoff
 
 from .support import HOUR, KEYS, T0, FakeClock, metering_client

@@ -15,14 +15,13 @@ from entrypoint import (
     UsageRejectedError,
     VerificationError,
 )
-from entrypoint.metering import (
-    StaticCredentials,
+from entrypoint.answers import (
     Transient,
-    _quantity_parameter,
     answer_from_response,
     classify_client_error,
     classify_meter_usage_error,
 )
+from entrypoint.metering import StaticCredentials, _quantity_parameter
 
 CASES: list[tuple[str, int, type[Exception], ExitCode | None]] = [
     ("ThrottlingException", 400, Transient, None),

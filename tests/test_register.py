@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from entrypoint import ConfigurationError, ExitCode, RetriesExhaustedError
-from entrypoint.metering import RegisterUsageAnswer, Transient
+from entrypoint.answers import RegisterUsageAnswer, Transient
 from entrypoint.register import Backoff, new_nonce, register_with_retries
 
 

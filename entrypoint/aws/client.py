@@ -16,9 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from entrypoint._version import __version__
-from entrypoint.credentials import CredentialSource, announce_credentials
-from entrypoint.errors import ConfigurationError, VerificationError, one_line
-from entrypoint.metering import (
+from entrypoint.answers import (
     MAX_ANSWER_BYTES,
     RegisterUsageAnswer,
     Transient,
@@ -26,6 +24,8 @@ from entrypoint.metering import (
     classify_client_error,
     classify_oversized,
 )
+from entrypoint.credentials import CredentialSource, announce_credentials
+from entrypoint.errors import ConfigurationError, VerificationError, one_line
 
 from . import transport
 from .credentials import AwsCredentials, resolve_credentials

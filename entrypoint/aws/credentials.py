@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from entrypoint._version import __version__
-from entrypoint.errors import ConfigurationError, EntrypointError, one_line
-from entrypoint.metering import (
+from entrypoint.answers import (
     IDENTITY_FILE_REMEDY,
     ROLE_REMEDY,
     Transient,
     classify_sts_error,
 )
+from entrypoint.errors import ConfigurationError, EntrypointError, one_line
 
 from . import transport
 from .eligibility import endpoint_for

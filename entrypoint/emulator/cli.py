@@ -27,9 +27,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 from entrypoint.errors import UsageError
+from entrypoint.flags import Parser
 
 from .persistence import JournalError
 from .server import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
@@ -92,13 +93,8 @@ def parse_customer(spec: str) -> tuple[str, str, dict[str, Any]]:
     return code, account, fields
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, remedy="see marketplace-entrypoint emulator --help")
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
         prog="marketplace-entrypoint emulator",
         description="Run a local AWS Marketplace Metering emulator.",
         epilog=__doc__,

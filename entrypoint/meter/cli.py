@@ -25,7 +25,6 @@ import socket
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NoReturn
 
 from entrypoint.errors import BootstrapInterrupted, UsageError, one_line
 from entrypoint.signals import Interrupted
@@ -34,11 +33,6 @@ __all__ = ["main"]
 
 PROGRAM = "marketplace-entrypoint meter"
 _INSTANCE = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,200}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message, remedy=f"see {PROGRAM} --help")
 
 
 class MeterInterrupted(BootstrapInterrupted):
@@ -50,10 +44,10 @@ class MeterInterrupted(BootstrapInterrupted):
         self.remedy = "run the same command again: within the hour it is idempotent"
 
 
-def _parser() -> _Parser:
-    from entrypoint.cli import add_setting_flags
+def _parser() -> argparse.ArgumentParser:
+    from entrypoint.flags import Parser, add_setting_flags
 
-    parser = _Parser(
+    parser = Parser(
         prog=PROGRAM,
         description="Report custom-dimension usage to AWS Marketplace (MeterUsage).",
         epilog=__doc__,
