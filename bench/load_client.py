@@ -12,13 +12,19 @@ import secrets
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from entrypoint.aws.sigv4 import sign
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
 from entrypoint.emulator import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY
 
 PRODUCT = "prod-load"
+# botocore's own signer, as any SDK client would sign (the emulator checks it the same way).
+SIGNER = SigV4Auth(
+    Credentials(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY), "aws-marketplace", "us-east-1"
+)
 
 
 def worker(url: str, until: float, latencies: list[float], errors: list[str]) -> None:
@@ -28,21 +34,17 @@ def worker(url: str, until: float, latencies: list[float], errors: list[str]) ->
         body = json.dumps(
             {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": secrets.token_urlsafe(32)}
         ).encode()
-        headers = sign(
+        request = AWSRequest(
             method="POST",
             url=url + "/",
+            data=body,
             headers={
                 "Content-Type": "application/x-amz-json-1.1",
                 "X-Amz-Target": "AWSMPMeteringService.RegisterUsage",
             },
-            body=body,
-            access_key_id=EMULATOR_ACCESS_KEY_ID,
-            secret_access_key=EMULATOR_SECRET_ACCESS_KEY,
-            session_token=None,
-            region="us-east-1",
-            service="aws-marketplace",
-            now=datetime.now(UTC),
         )
+        SIGNER.add_auth(request)
+        headers = dict(request.headers.items())
         started = time.perf_counter()
         try:
             connection.request("POST", "/", body=body, headers=headers)

@@ -97,7 +97,6 @@ def register_and_verify(
                 region=region.name,
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
-                environ=environ,
             )
     event(
         logging.INFO,

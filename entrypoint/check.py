@@ -93,7 +93,6 @@ def _steps(
         read_timeout=settings.read_timeout,
     )
     report.add("endpoint", client.prepare())
-    report.add("client", client.path)
     source = client.credential_source
     if source is not None:
         support = "supported" if source.supported else "NOT supported by AWS for metering"

@@ -14,10 +14,9 @@ bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -39,15 +38,14 @@ from .answers import (
 )
 from .capped import CappedSend, OversizedAnswer
 from .credentials import CredentialSource, announce_credentials
+from .environment import check_aws_environment
 from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
-from .logs import event
 
 if TYPE_CHECKING:
     from botocore.session import Session
     from mypy_boto3_meteringmarketplace import MarketplaceMeteringClient
 
 __all__ = [
-    "AutoMeteringClient",
     "BotocoreMeteringClient",
     "MeterUsageClient",
     "MeteringClient",
@@ -129,7 +127,6 @@ class BotocoreMeteringClient:
         self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
-        self.path = "botocore"
 
     def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
         key = (round(connect, 2), round(read, 2))
@@ -145,6 +142,8 @@ class BotocoreMeteringClient:
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
 
+        # What botocore will read from the environment, checked first (exit 78 naming it).
+        check_aws_environment(os.environ)
         if self._session is None:
             self._session = botocore.session.get_session()
         if self._credentials is None:
@@ -409,104 +408,13 @@ def _classify_botocore(
     )
 
 
-class AutoMeteringClient:
-    """The lean client where it applies, botocore where it does not (`create_metering_client`).
-
-    If the lean client meets something only botocore implements mid-way (IMDSv1, say), it hands
-    the work over for good; the retry loop above never notices.
-    """
-
-    def __init__(
-        self, lean: MeteringClient, make_botocore: Callable[[], BotocoreMeteringClient]
-    ) -> None:
-        self._active: MeteringClient = lean
-        self._make_botocore = make_botocore
-        self.path = "lean (standard library)"
-
-    def _switch(self, reason: object) -> None:
-        event(
-            logging.INFO,
-            f"handing RegisterUsage over to botocore: {reason}",
-            event="client_fallback",
-            reason=str(reason),
-        )
-        self._active = self._make_botocore()
-        self.path = f"botocore ({reason})"
-
-    @property
-    def credential_source(self) -> CredentialSource | None:
-        return getattr(self._active, "credential_source", None)
-
-    def prepare(self) -> str:
-        from .aws.credentials import FallbackToBotocore
-
-        try:
-            return str(self._active.prepare())  # type: ignore[attr-defined]
-        except FallbackToBotocore as reason:
-            self._switch(reason)
-            return str(self._active.prepare())  # type: ignore[attr-defined]
-
-    def register_usage(
-        self,
-        *,
-        product_code: str,
-        public_key_version: int,
-        nonce: str,
-        timeout: float | None = None,
-    ) -> RegisterUsageAnswer:
-        from .aws.credentials import FallbackToBotocore
-
-        try:
-            return self._active.register_usage(
-                product_code=product_code,
-                public_key_version=public_key_version,
-                nonce=nonce,
-                timeout=timeout,
-            )
-        except FallbackToBotocore as reason:
-            self._switch(reason)
-            return self._active.register_usage(
-                product_code=product_code,
-                public_key_version=public_key_version,
-                nonce=nonce,
-                timeout=timeout,
-            )
-
-
 def create_metering_client(
     *,
     region: str,
     connect_timeout: float,
     read_timeout: float,
-    environ: Mapping[str, str] | None = None,
-) -> AutoMeteringClient | BotocoreMeteringClient:
-    """The client a start uses: lean when `entrypoint.aws.eligibility` allows, else botocore.
-
-    ``MARKETPLACE_AWS_CLIENT=botocore`` forces botocore (an escape hatch; both paths give the
-    same outcomes).
-    """
-    from .aws.eligibility import endpoint_for, lean_unsupported
-
-    env = os.environ if environ is None else environ
-
-    def botocore_client() -> BotocoreMeteringClient:
-        return BotocoreMeteringClient(
-            region=region, connect_timeout=connect_timeout, read_timeout=read_timeout
-        )
-
-    reason = lean_unsupported(region, env)
-    endpoint = endpoint_for("meteringmarketplace", region, env)
-    if reason is not None or endpoint is None:
-        client = botocore_client()
-        client.path = f"botocore ({reason})"
-        return client
-    from .aws.client import LeanMeteringClient
-
-    lean = LeanMeteringClient(
-        region=region,
-        endpoint=endpoint,
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-        environ=env,
+) -> BotocoreMeteringClient:
+    """The client a start uses: botocore's, in ``region``, with the bootstrap's timeouts."""
+    return BotocoreMeteringClient(
+        region=region, connect_timeout=connect_timeout, read_timeout=read_timeout
     )
-    return AutoMeteringClient(lean, botocore_client)

@@ -15,8 +15,9 @@ the log:
 4. EC2 instance metadata, IMDSv2 (a session token first, then ``placement/region``), honouring
    ``AWS_EC2_METADATA_DISABLED`` and ``AWS_EC2_METADATA_SERVICE_ENDPOINT[_MODE]`` as botocore does.
 
-Metadata lookups use the standard library's HTTP client with a short timeout (1 s, as botocore's
-IMDS default), never a proxy, and cap what they read. A source that fails says why, and the
+Metadata lookups go through botocore's HTTP session with a short timeout (1 s, as botocore's
+IMDS default), never a proxy, and the bound every answer gets (`entrypoint.capped`): at most
+`MAX_METADATA_BYTES`, within the timeout as a whole. A source that fails says why, and the
 reasons are part of the diagnosis when no source answers.
 """
 
@@ -29,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .environment import check_url
 from .errors import ConfigurationError, one_line
 from .logs import event
 
@@ -53,8 +55,6 @@ _AVAILABILITY_ZONE = re.compile(r"([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})[a-z]")
 METADATA_TIMEOUT = 1.0
 # Task metadata is a few KiB; a region is a few bytes. Anything larger is not an answer.
 MAX_METADATA_BYTES = 256 * 1024
-IMDS_DEFAULT_ENDPOINT = "http://169.254.169.254/"
-IMDS_DEFAULT_ENDPOINT_IPV6 = "http://[fd00:ec2::254]/"
 IMDS_TOKEN_TTL_SECONDS = "21600"  # noqa: S105 - a TTL in seconds, not a secret
 
 
@@ -109,44 +109,53 @@ def _http(
     *,
     headers: Mapping[str, str] | None = None,
     timeout: float = METADATA_TIMEOUT,
-    environ: Mapping[str, str],
 ) -> str:
-    """One small request to a link-local metadata endpoint, through the same transport as every
-    other call (its deadline, read cap and signal checks); the body of a 200, or raise."""
-    from .aws import transport
+    """One small request to a link-local metadata endpoint, through botocore's HTTP session with
+    the bound every answer gets (`entrypoint.capped.fetch`): the body of a 200, or raise."""
+    from botocore.exceptions import BotoCoreError
+
+    from .capped import OversizedAnswer, fetch
 
     try:
-        answer = transport.request(
-            method,
-            url,
-            headers=headers or {},
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            max_bytes=MAX_METADATA_BYTES,
-            environ=environ,  # AWS_CA_BUNDLE, should an endpoint override be https
+        status, body = fetch(
+            method, url, headers=headers or {}, timeout=timeout, max_bytes=MAX_METADATA_BYTES
         )
-    except transport.TransportError as exc:
-        raise RegionLookupError(f"{exc.kind}: {one_line(exc.detail, 120)}") from None
-    except transport.TlsError as exc:
-        raise RegionLookupError(f"TLS: {one_line(exc, 120)}") from None
-    if answer.status != 200:
-        raise RegionLookupError(f"HTTP {answer.status}")
-    if answer.truncated:
-        raise RegionLookupError(f"answer over {MAX_METADATA_BYTES} bytes")
+    except OversizedAnswer:
+        raise RegionLookupError(f"answer over {MAX_METADATA_BYTES} bytes") from None
+    except (BotoCoreError, ValueError) as exc:
+        # botocore's message names the URL; the cause (refused, unreachable...) is in its kwargs.
+        cause = getattr(exc, "kwargs", {}).get("error")
+        detail = f"{exc} ({cause})" if cause is not None else str(exc)
+        raise RegionLookupError(f"{type(exc).__name__}: {one_line(detail, 200)}") from None
+    if status != 200:
+        raise RegionLookupError(f"HTTP {status}")
     try:
-        return answer.body.decode("utf-8")
+        return body.decode("utf-8")
     except UnicodeDecodeError:
         raise RegionLookupError("answer is not UTF-8") from None
 
 
 def imds_endpoint(environ: Mapping[str, str]) -> str:
-    """The IMDS base URL botocore would use: AWS_EC2_METADATA_SERVICE_ENDPOINT, else the IPv4 or
-    (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6) IPv6 link-local address; ends with ``/``."""
+    """The IMDS base URL botocore would use (its `IMDSFetcher` chooses and checks it):
+    AWS_EC2_METADATA_SERVICE_ENDPOINT, else the IPv4 or (AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE
+    =IPv6) IPv6 link-local address; ends with ``/``. `ConfigurationError` for a malformed one."""
+    from botocore.exceptions import InvalidIMDSEndpointError
+    from botocore.utils import IMDSFetcher
+
     endpoint = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
-    if not endpoint:
-        mode = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
-        endpoint = IMDS_DEFAULT_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_DEFAULT_ENDPOINT
-    return endpoint.rstrip("/") + "/"
+    if endpoint:
+        check_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoint)
+    mode = environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
+    config = {"ec2_metadata_service_endpoint": endpoint or None}
+    config["ec2_metadata_service_endpoint_mode"] = mode
+    try:
+        base = str(IMDSFetcher(env=dict(environ), config=config).get_base_url())
+    except InvalidIMDSEndpointError as exc:
+        raise ConfigurationError(
+            f"botocore refuses the IMDS endpoint: {one_line(exc, 160)}",
+            remedy="fix AWS_EC2_METADATA_SERVICE_ENDPOINT / AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+        ) from None
+    return base.rstrip("/") + "/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +170,10 @@ class EcsTaskMetadataRegion:
         base = self.environ.get("ECS_CONTAINER_METADATA_URI_V4", "").strip()
         if not base:
             return None
+        check_url("ECS_CONTAINER_METADATA_URI_V4", base)
         try:
-            document = json.loads(
-                _http("GET", base.rstrip("/") + "/task", timeout=self.timeout, environ=self.environ)
-            )
-        except ValueError:
+            document = json.loads(_http("GET", base.rstrip("/") + "/task", timeout=self.timeout))
+        except (ValueError, RecursionError):
             raise RegionLookupError("task metadata is not JSON") from None
         if not isinstance(document, dict):
             raise RegionLookupError("task metadata is not a JSON object")
@@ -199,14 +207,12 @@ class InstanceMetadataRegion:
             endpoint + "latest/api/token",
             headers={"X-aws-ec2-metadata-token-ttl-seconds": IMDS_TOKEN_TTL_SECONDS},
             timeout=self.timeout,
-            environ=self.environ,
         ).strip()
         region = _http(
             "GET",
             endpoint + "latest/meta-data/placement/region",
             headers={"X-aws-ec2-metadata-token": token},
             timeout=self.timeout,
-            environ=self.environ,
         ).strip()
         return validate_region(region, "placement/region in EC2 instance metadata")
 

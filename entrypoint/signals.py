@@ -12,7 +12,8 @@ Raising is not enough on its own: a signal that arrives while native code (an ex
 initialising, or calling back into Python) is on the stack may see its exception dropped by that
 code, never to surface. So the handler also records the signal, and the bootstrap checks the
 record at its own safe points (`raise_if_interrupted`): before each attempt and after each
-backoff wait, on every receive of the lean client, and just before exec. A swallowed SIGTERM
+backoff wait, and just before exec; the bounded exchange (`entrypoint.capped`) waits for
+botocore on a worker thread, so the main thread's wait is always interruptible. A swallowed SIGTERM
 therefore still ends the run promptly, and never lets the workload start.
 """
 

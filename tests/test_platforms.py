@@ -23,22 +23,12 @@ from .conftest import PRODUCT
 from .support import WORKLOAD, Run, run_cli
 
 ROLE = "arn:aws:iam::123456789012:role/marketplace-product"
-CLIENT = {"path": "auto"}
-
-
-@pytest.fixture(autouse=True, params=["auto", "botocore"], ids=["lean", "botocore"])
-def client_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Every scenario runs on both AWS client paths: they must give the same outcome."""
-    CLIENT["path"] = request.param
-    yield request.param
-    CLIENT["path"] = "auto"
 
 
 def isolated(emulator: Emulator, **variables: str) -> dict[str, str]:
     """No ambient AWS configuration: only what the platform sets, plus the test endpoints."""
     return {
         "PATH": os.environ.get("PATH", os.defpath),
-        "MARKETPLACE_AWS_CLIENT": CLIENT["path"],
         "AWS_CONFIG_FILE": "/dev/null",
         "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
         "AWS_ENDPOINT_URL_MARKETPLACE_METERING": emulator.url,

@@ -79,7 +79,8 @@ def test_ecs_task_metadata_unreachable() -> None:
         url = closed.url
     source = EcsTaskMetadataRegion({"ECS_CONTAINER_METADATA_URI_V4": url + "/ecs/v4/x"})
     with pytest.raises(
-        RegionLookupError, match=r"EndpointConnectionError: could not connect .*Connection refused"
+        RegionLookupError,
+        match=r"(?i)EndpointConnectionError: could not connect .*Connection refused",
     ):
         source.lookup()
 

@@ -56,6 +56,7 @@ class Fault(enum.StrEnum):
     HUGE_CHUNKED_BODY = "huge-chunked-body"  # the same, chunked, with no Content-Length
     WRONG_CONTENT_TYPE = "wrong-content-type"  # text/html (a captive portal's, a proxy's page)
     # with HTTP status ``value`` (default 200)
+    STATUS = "status"  # the genuine answer, with HTTP status ``value`` (default 202)
     UNKNOWN_4XX = "unknown-4xx"  # HTTP ``value`` (400) with an error code nobody knows
     UNKNOWN_5XX = "unknown-5xx"  # HTTP ``value`` (503) with an error code nobody knows
     # The transport failing.
@@ -72,6 +73,7 @@ _DEFAULTS: Mapping[Fault, float | str] = {
     Fault.FUTURE_IAT: 86400.0,
     Fault.HUGE_BODY: 64 * 1024 * 1024,
     Fault.HUGE_CHUNKED_BODY: 64 * 1024 * 1024,
+    Fault.STATUS: 202,
     Fault.UNKNOWN_4XX: 400,
     Fault.UNKNOWN_5XX: 503,
     Fault.SLOW: 30.0,
@@ -253,7 +255,10 @@ def _apply(plan: _Plan, request: Mapping[str, Any], reply: Reply, signer: TokenS
         signature = signer.sign(changed, key_name, int(request["PublicKeyVersion"]))
         body = json.dumps({**reply.body, "Signature": signature}).encode()
         return RawReply(fault, headers=_json_headers(body), body=body)  # recorded as the fault
-    return _raw(fault, value, json.dumps(reply.body).encode())
+    body = json.dumps(reply.body).encode()
+    if fault is Fault.STATUS:  # the genuine answer, under another success status
+        return RawReply(fault, status=int(float(value)), headers=_json_headers(body), body=body)
+    return _raw(fault, value, body)
 
 
 def _raw(fault: Fault, value: float | str, body: bytes) -> RawReply:
