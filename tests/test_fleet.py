@@ -47,8 +47,8 @@ def test_cluster_start_of_200_bootstraps_against_a_throttling_service(
     # W = 32 s; a task climbs log2(8 / 0.5) = 4 backoff steps to the 8 s cap, then retries every
     # 4 s on average, so an average task (waiting W / 2) makes about 1 + 4 + 16 / 4 = 9 requests.
     # Measured: 2 to 4 (about 6 with the lean client this project once had, which started fast
-    # enough that 200 processes on 2 cores offered load faster). Lockstep retries, by the same arithmetic
-    # (an estimate, not measured here), would let through one bucket burst (5) per 8 s wave:
-    # about 16 requests per registration, and 4 minutes.
+    # enough that 200 processes on 2 cores offered load faster). Lockstep retries, by the same
+    # arithmetic (an estimate, not measured here), would let through one bucket burst (5) per
+    # 8 s wave: about 16 requests per registration, and 4 minutes.
     assert report.amplification < 9.0, report.summary()
     assert report.start_delay["max"] < 300.0
