@@ -2,7 +2,8 @@
 
 `verify_signature` takes the token, the values the request carried, the public key object and
 ``now``; its result depends on nothing else: no files, no network, no logging, and the clock only
-when ``now`` is omitted. It returns a `VerifiedEntitlement` or raises `VerificationError` with the
+when ``now`` is omitted (pyjwt reads the wall clock in passing; with its time checks off, nothing
+depends on it). It returns a `VerifiedEntitlement` or raises `VerificationError` with the
 reason (`ConfigurationError` for the caller's own values); nothing pyjwt or a parser raises escapes
 raw (sigstore 4.5.0's lesson, and pyjwt's hostile-token history).
 
@@ -16,9 +17,10 @@ the key object for the version the request named.
 
 Ours, in order (each failure names its reason):
 
-1. the caller's values: expected claims, ``now`` and ``leeway`` finite and in range, and the key
-   an RSA public key object of at least 2048 bits, not denylisted (`check_public_key`), so that
-   pyjwt never sees bytes, text or a secret it could take for an HMAC key;
+1. the caller's values: expected claims, ``now``, ``leeway`` and ``min_key_bits`` finite and in
+   range, and the key an RSA public key object of at least 2048 bits, not denylisted
+   (`check_public_key`), so that pyjwt never sees bytes, text or a secret it could take for an
+   HMAC key;
 2. the token's text, before pyjwt reads it: a string of at most `MAX_TOKEN_LENGTH` ASCII
    characters, exactly three non-empty segments of canonical, unpadded base64url (RFC 7515 §2,
    §7.1), so that one token has one spelling (pyjwt 2.15 accepts ``=`` padding again, and
@@ -144,13 +146,19 @@ def _reject_constant(name: str) -> NoReturn:
     raise _PayloadError(f"payload is not valid JSON: non-standard constant {name}")
 
 
+# Built once (json.loads with hooks builds a decoder on every call).
+_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
 class _StrictPayloadJWT(jwt.PyJWT):
-    """pyjwt, with its payload parse held to RFC 8259 and unique names (RFC 7515 §4 asks for it
-    of the header; the claims are what we bind, so the payload is where a second reading by
-    another parser would matter).
+    """pyjwt, with its payload parse held to RFC 8259 and unique names. RFC 7515 §4 and RFC 7519
+    §4 let a parser either refuse duplicate names or keep the last; pyjwt keeps the last, which
+    is sound for the header (one reader decides ``alg`` and verifies with it). The claims are
+    what we bind and what another implementation would read too, so here duplicates are refused.
 
     `PyJWT._decode_payload` is the hook pyjwt provides for decoding the payload differently
-    (pyjwt #829, 2.7.0), called only after the signature verified. pyjwt's default, ``json.loads``
+    (pyjwt #829; in every release from our floor on, and exercised by pyjwt's own tests), called
+    only after the signature verified. pyjwt's default, ``json.loads``
     of the bytes, guesses UTF-16/32 and takes the last of duplicate names; here the stdlib parser
     gets strict UTF-8 text and refuses duplicates and the NaN/Infinity constants. Everything else
     (segments, base64url, the header) stays pyjwt's own."""
@@ -161,9 +169,7 @@ class _StrictPayloadJWT(jwt.PyJWT):
         except UnicodeDecodeError:
             raise _PayloadError("payload is not UTF-8") from None
         try:
-            payload = json.loads(
-                text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-            )
+            payload = _JSON.decode(text)
         except RecursionError:
             raise _PayloadError("payload JSON is nested too deeply") from None
         except _PayloadError:
@@ -287,10 +293,9 @@ def _verify_token(
 ) -> tuple[dict[str, Any], int]:
     """Steps 2-6. Returns pyjwt's decoded token and ``iat``."""
     data, signature_bytes = _check_text(token)  # step 2
-    decoded = _decode(data, key, public_key_version, product_code)  # step 3
-    modulus_bytes = (key.key_size + 7) // 8
-    if signature_bytes != modulus_bytes:  # step 4
-        _fail(_length_reason(signature_bytes, modulus_bytes, public_key_version))
+    decoded = _decode(data, key, signature_bytes, public_key_version, product_code)  # step 3
+    if signature_bytes != _modulus_bytes(key):  # step 4
+        _fail(_length_reason(signature_bytes, key, public_key_version))
     typ = decoded["header"].get("typ")  # step 5
     if typ is not None and (not isinstance(typ, str) or typ.upper() != "JWT"):
         _fail(f"header typ is {_show(typ)}, not JWT")
@@ -356,10 +361,12 @@ def _check_segment(segment: bytes, name: str) -> None:
         _fail(f"{name} segment is not canonical base64url (stray trailing bits)")
 
 
-def _decode(data: bytes, key: RSAPublicKey, version: int, product_code: str) -> dict[str, Any]:
+def _decode(
+    data: bytes, key: RSAPublicKey, signature_bytes: int, version: int, product_code: str
+) -> dict[str, Any]:
     """Step 3: pyjwt's decode, every exception turned into a reason (pyjwt's own, or the type
-    and message of anything else it let through: RecursionError on deep JSON before 2.14,
-    UnicodeEncodeError, a key object that raises)."""
+    and message of anything else it lets through: RecursionError on deep JSON before 2.14/2.15,
+    a key object that raises)."""
     try:
         return _PYJWT.decode_complete(data, key, algorithms=_ALGORITHMS)
     except _PayloadError as exc:
@@ -367,10 +374,8 @@ def _decode(data: bytes, key: RSAPublicKey, version: int, product_code: str) -> 
     except jwt.InvalidAlgorithmError as exc:
         _fail(_algorithm_reason(data, exc))
     except jwt.InvalidSignatureError:
-        modulus_bytes = (key.key_size + 7) // 8
-        signature_bytes = len(data.rsplit(b".", 1)[1]) * 3 // 4
-        if signature_bytes != modulus_bytes:
-            _fail(_length_reason(signature_bytes, modulus_bytes, version))
+        if signature_bytes != _modulus_bytes(key):  # the likelier reason, when it is one
+            _fail(_length_reason(signature_bytes, key, version))
         _fail(f"signature does not verify with public key v{version} of product {product_code}")
     except jwt.MissingRequiredClaimError as exc:
         _fail(f"claim {one_line(exc.claim, 40)} is missing")
@@ -393,8 +398,14 @@ def _algorithm_reason(data: bytes, exc: jwt.InvalidAlgorithmError) -> str:
     return f"header alg is {_show(alg)}; only {ALGORITHM} is accepted"
 
 
-def _length_reason(signature_bytes: int, modulus_bytes: int, version: int) -> str:
-    return f"signature is {signature_bytes} bytes; public key v{version} needs {modulus_bytes}"
+def _modulus_bytes(key: RSAPublicKey) -> int:
+    return (key.key_size + 7) // 8
+
+
+def _length_reason(signature_bytes: int, key: RSAPublicKey, version: int) -> str:
+    return (
+        f"signature is {signature_bytes} bytes; public key v{version} needs {_modulus_bytes(key)}"
+    )
 
 
 def ps256_verifies(key: RSAPublicKey, message: bytes, signature: bytes) -> bool:
@@ -404,7 +415,7 @@ def ps256_verifies(key: RSAPublicKey, message: bytes, signature: bytes) -> bool:
     (RFC 7518 §3.5). Public so that known-answer vectors (Wycheproof) can exercise the code the
     verifier uses with messages that are not JWS signing inputs. Does not check the key:
     `check_public_key` does that."""
-    if len(signature) != (key.key_size + 7) // 8:
+    if len(signature) != _modulus_bytes(key):
         return False
     return _PS256.verify(message, key, signature)
 

@@ -672,7 +672,7 @@ ATTACKS: list[Attack] = [
         "publicKeyVersion is list",
     ),
     # pyjwt's own iat check (off) would take int() of these, or raise TypeError/OverflowError
-    # (2.13): ours refuses each by type.
+    # (before 2.15): ours refuses each by type.
     Attack("iat as a float", lambda: signed(good(iat=float(NOW))), "claim iat is float"),
     Attack("iat as a list", lambda: signed(good(iat=[NOW])), "claim iat is list"),
     Attack("iat as true", lambda: signed(good(iat=True)), "claim iat is bool"),
@@ -1012,7 +1012,7 @@ def test_key_asset(name: str, reason: str | None) -> None:
 
 
 # -- hostile input on which pyjwt raises something other than its own errors ---------------------
-# Observed on pyjwt 2.13.0 (the floor) and 2.15.1 (the lock) with jwt.decode(token, key,
+# Observed on pyjwt 2.13.0 (the floor), 2.14.0 and 2.15.1 (the lock) with jwt.decode(token, key,
 # algorithms=["PS256"]) and its default options. Each must come out of verify_signature as a
 # VerificationError whose reason says what was wrong.
 
@@ -1044,19 +1044,19 @@ PYJWT_RAISES = [
         "maximum recursion depth exceeded",
     ),
     RawPyjwtFailure(
-        "payload nested 5,000 deep (RecursionError before 2.14)",
+        "payload nested 5,000 deep (RecursionError before 2.15)",
         lambda: signed(_deep_payload(5_000)),
         (RecursionError, jwt.DecodeError),
         "payload JSON is nested too deeply",
     ),
     RawPyjwtFailure(
-        "iat as a list (TypeError in pyjwt 2.13's iat check)",
+        "iat as a list (TypeError in the iat check before 2.15)",
         lambda: signed(good(iat=[NOW])),
         (TypeError, jwt.InvalidIssuedAtError),
         "claim iat is list, not an integer NumericDate",
     ),
     RawPyjwtFailure(
-        "iat 1e999 (OverflowError in pyjwt 2.13's iat check)",
+        "iat 1e999 (OverflowError in the iat check before 2.15)",
         lambda: signed(
             json.dumps({k: v for k, v in good().items() if k != "iat"})[:-1].encode()
             + b',"iat":1e999}'

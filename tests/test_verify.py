@@ -228,6 +228,16 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("nonce suffix", lambda: signed(claims(nonce=NONCE + "x")), "replayed or foreign"),
     ("nonce prefix", lambda: signed(claims(nonce=NONCE[:-1])), "replayed or foreign"),
     ("Nonce disagrees", lambda: signed(claims(Nonce="m" * 43)), "replayed or foreign"),
+    (
+        "nonce lone surrogate",
+        lambda: signed(json.dumps(claims(nonce="\ud800")).encode()),
+        "replayed or foreign",
+    ),
+    (
+        "productCode lone surrogate",
+        lambda: signed(json.dumps(claims(product_code="\ud800")).encode()),
+        r"claim productCode is '\\ud800', but",
+    ),
     ("iat missing", lambda: signed(_without("iat")), "claim iat is missing"),
     ("iat null", lambda: signed(claims(iat=None)), "claim iat is missing"),  # type: ignore[arg-type]
     (
