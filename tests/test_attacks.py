@@ -20,9 +20,11 @@ replays. Sources:
   HMAC key-confusion hardening (an empty or DER-shaped HMAC secret). No 2.14 advisory was
   published when this was written.
 
-The verifier has one code path (PS256, key chosen by the requested version), so most of these
-are refused by the header check or the signature check; the table pins *which* reason, so a
-refactoring that moved a check later (e.g. parsing the payload before verifying) shows up here.
+The verifier has one code path (pyjwt with ``algorithms=["PS256"]``, key chosen by the requested
+version, our checks of the key, the token's text and the claims around it), so most of these
+are refused by pyjwt's algorithm allow-list or the signature check; the table pins *which*
+reason (pyjwt's, where pyjwt refuses), so a refactoring that moved a check later (e.g. parsing
+the payload before verifying) or a pyjwt release that changed what it refuses shows up here.
 """
 
 from __future__ import annotations
