@@ -21,7 +21,7 @@ client = boto3.client("meteringmarketplace", region_name=os.environ["AWS_REGION"
 nonce = secrets.token_urlsafe(32)
 answer = client.register_usage(ProductCode=product, PublicKeyVersion=1, Nonce=nonce)
 key = serialization.load_pem_public_key(Path(key_file).read_bytes())
-claims = jwt.decode(answer["Signature"], key, algorithms=["PS256"])  # type: ignore[arg-type]  # noqa: TID251
+claims = jwt.decode(answer["Signature"], key, algorithms=["PS256"])  # type: ignore[arg-type]
 if claims["productCode"] != product or claims["nonce"] != nonce or claims["publicKeyVersion"] != 1:
     sys.exit(65)
 os.execvp(workload[0], workload)  # noqa: S606

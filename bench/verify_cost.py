@@ -1,5 +1,7 @@
 """Verification cost: ``verify_signature`` per token against the floor, a bare cryptography
-RSA-PSS verify of the same token (what any verifier must do at least)."""
+RSA-PSS verify of the same token (what any verifier must do at least), with a bare ``jwt.decode``
+of the same token as context (``verify_signature`` is pyjwt's decode plus our checks around it).
+Target (issue 10, context rather than a goal): at most 3x the floor."""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def measure(repeat: int = 15, number: int = 2000) -> dict[str, Any]:
     import jwt
 
     def pyjwt() -> None:
-        jwt.decode(token, key, algorithms=["PS256"])  # noqa: TID251 - a comparison, not our path
+        jwt.decode(token, key, algorithms=["PS256"])
 
     results: dict[str, list[float]] = {"floor": [], "verify_signature": [], "pyjwt_decode": []}
     for _ in range(repeat):  # interleaved, so load hits all three alike
@@ -63,5 +65,5 @@ def measure(repeat: int = 15, number: int = 2000) -> dict[str, Any]:
             "verify_signature": figures["verify_signature"].median / figures["floor"].median,
             "pyjwt_decode": figures["pyjwt_decode"].median / figures["floor"].median,
         },
-        "targets": {"verify_signature": 1.5},
+        "targets": {"verify_signature": 3.0},
     }

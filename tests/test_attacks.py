@@ -20,9 +20,11 @@ replays. Sources:
   HMAC key-confusion hardening (an empty or DER-shaped HMAC secret). No 2.14 advisory was
   published when this was written.
 
-The verifier has one code path (PS256, key chosen by the requested version), so most of these
-are refused by the header check or the signature check; the table pins *which* reason, so a
-refactoring that moved a check later (e.g. parsing the payload before verifying) shows up here.
+The verifier has one code path (pyjwt with ``algorithms=["PS256"]``, key chosen by the requested
+version, our checks of the key, the token's text and the claims around it), so most of these
+are refused by pyjwt's algorithm allow-list or the signature check; the table pins *which*
+reason (pyjwt's, where pyjwt refuses), so a refactoring that moved a check later (e.g. parsing
+the payload before verifying) or a pyjwt release that changed what it refuses shows up here.
 """
 
 from __future__ import annotations
@@ -411,20 +413,37 @@ ATTACKS: list[Attack] = [
         lambda: signed(
             header={"alg": "PS256", "crit": ["x-custom-policy"], "x-custom-policy": "require-mfa"}
         ),
-        "no critical extension is understood",
+        "refused by pyjwt: Unsupported critical extension: x-custom-policy",
     ),
     Attack(
-        "empty crit", lambda: signed(header={"alg": "PS256", "crit": []}), "header has crit \\[\\]"
+        "empty crit",
+        lambda: signed(header={"alg": "PS256", "crit": []}),
+        "Invalid 'crit' header: must be a non-empty list",
     ),
     Attack(
         "crit b64 false (RFC 7797; CVE-2026-48525)",
         lambda: signed(header={"alg": "PS256", "b64": False, "crit": ["b64"]}),
-        "no critical extension",
+        "Payload segment must be empty when 'b64' is false",
+    ),
+    Attack(
+        "b64 false without crit (RFC 7797 §3)",
+        lambda: signed(header={"alg": "PS256", "b64": False}),
+        "Payload segment must be empty when 'b64' is false",
     ),
     Attack(
         "crit not a list",
         lambda: signed(header={"alg": "PS256", "crit": "exp"}),
-        "header has crit 'exp'",
+        "Invalid 'crit' header: must be a non-empty list",
+    ),
+    Attack(
+        "crit naming a non-string",
+        lambda: signed(header={"alg": "PS256", "crit": [{"b64": True}]}),
+        "Invalid 'crit' header: values must be strings",
+    ),
+    Attack(
+        "crit naming a member that is absent",
+        lambda: signed(header={"alg": "PS256", "crit": ["b64"]}),
+        "Critical extension 'b64' is missing from headers",
     ),
     # -- RFC 8725 §3.11: explicit typing ----------------------------------------------------------
     Attack(
@@ -483,17 +502,32 @@ ATTACKS: list[Attack] = [
         "non-canonical trailing bits (signature)", lambda: _stray_bits(2), "not canonical base64url"
     ),
     Attack("non-ASCII bytes", lambda: "é".encode() + b".a.b", "token is not ASCII"),
-    # -- RFC 8725 §3.7: UTF-8 JSON objects only ----------------------------------------------
-    Attack("header not UTF-8", lambda: signed(header=b"\xff\xfe{}"), "header is not UTF-8"),
+    # -- RFC 8725 §3.7: JSON objects. The header is pyjwt's json.loads of the bytes (it guesses
+    #    UTF-16 from \xff\xfe; see test_verify's HEADER_LAXITIES); the payload must be UTF-8 ------
     Attack(
-        "header UTF-16",
-        lambda: signed(header='{"alg":"PS256"}'.encode("utf-16")),
-        "header is not UTF-8",
+        "header not UTF-8",
+        lambda: signed(header=b"\xff\xfe{}"),
+        "not a JWS compact serialization: Invalid header string",
     ),
     Attack(
-        "header with a UTF-8 BOM",
-        lambda: signed(header=b'\xef\xbb\xbf{"alg":"PS256"}'),
-        "header is not valid JSON",
+        "header UTF-16, signed by the attacker",
+        lambda: signed(header='{"alg":"PS256"}'.encode("utf-16"), key=ATTACKER),
+        "signature does not verify",
+    ),
+    Attack(
+        "header with a UTF-8 BOM, signed by the attacker",
+        lambda: signed(header=b'\xef\xbb\xbf{"alg":"PS256"}', key=ATTACKER),
+        "signature does not verify",
+    ),
+    Attack(
+        "header JSON array",
+        lambda: signed(header=b'[{"alg":"PS256"}]'),
+        "Invalid header string: must be a json object",
+    ),
+    Attack(
+        "kid not a string",
+        lambda: signed(header={"alg": "PS256", "kid": ["../key"]}),
+        "refused by pyjwt: Key ID header parameter must be a string",
     ),
     Attack(
         "payload overlong UTF-8 (C0 AE)",
@@ -562,10 +596,16 @@ ATTACKS: list[Attack] = [
         lambda: signed(json.dumps(good())[:-1].encode() + b',"nonc\\u0065":"evil"}'),
         "duplicate member name 'nonce'",
     ),
+    # The header has one reader, pyjwt (last name wins), deciding alg and verifying with it:
     Attack(
-        "duplicate alg in the header",
-        lambda: signed(header=b'{"alg":"none","alg":"PS256"}'),
-        "duplicate member name 'alg'",
+        "duplicate alg in the header, none last",
+        lambda: signed(header=b'{"alg":"PS256","alg":"none"}'),
+        "header alg is 'none'",
+    ),
+    Attack(
+        "duplicate alg in the header, PS256 last, signed by the attacker",
+        lambda: signed(header=b'{"alg":"none","alg":"PS256"}', key=ATTACKER),
+        "signature does not verify",
     ),
     Attack(
         "header nested 100,000 deep",
@@ -575,7 +615,8 @@ ATTACKS: list[Attack] = [
     Attack(
         "header nested 5,000 deep",
         lambda: signed(header=_deep(5_000)),
-        "header JSON is nested too deeply",
+        # pyjwt >= 2.14: DecodeError; before: RecursionError, wrapped with its message
+        "maximum recursion depth exceeded",
     ),
     Attack(
         "payload nested 5,000 deep",
@@ -632,7 +673,11 @@ ATTACKS: list[Attack] = [
         lambda: signed(good(publicKeyVersion=[1])),
         "publicKeyVersion is list",
     ),
+    # pyjwt's own iat check (off) would take int() of these, or raise TypeError/OverflowError
+    # (before 2.15): ours refuses each by type.
     Attack("iat as a float", lambda: signed(good(iat=float(NOW))), "claim iat is float"),
+    Attack("iat as a list", lambda: signed(good(iat=[NOW])), "claim iat is list"),
+    Attack("iat as true", lambda: signed(good(iat=True)), "claim iat is bool"),
     Attack("iat as a string", lambda: signed(good(iat=str(NOW))), "claim iat is str"),
     Attack(
         "iat 1e999 (infinity)",
@@ -797,9 +842,7 @@ def test_attack_is_refused_with_its_reason(attack: Attack) -> None:
     made = attack.make()
     if isinstance(made, _WithKey):
         with pytest.raises(attack.error, match=attack.reason) as caught:
-            verify(
-                signed(), public_key=made.key, min_key_bits=1024 if "demo" in attack.name else 2048
-            )
+            verify(signed(), public_key=made.key)
     else:
         with pytest.raises(attack.error, match=attack.reason) as caught:
             verify(made)
@@ -849,7 +892,7 @@ def test_jwt_io_demo_key_really_forges_without_the_denylist() -> None:
     head, body, sig = token.split(".")
     assert ps256_verifies(demo_public, f"{head}.{body}".encode(), _decode(sig))
     with pytest.raises(UntrustedKeyError, match=r"jwt\.io RS256 demo key"):
-        verify(token, public_key=demo_public, min_key_bits=1024)
+        verify(token, public_key=demo_public)
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -968,3 +1011,70 @@ def test_key_asset(name: str, reason: str | None) -> None:
         load_public_key_pem(data, where=name)
     assert isinstance(caught.value, ConfigurationError)
     assert caught.value.exit_code == ExitCode.CONFIGURATION
+
+
+# -- hostile input on which pyjwt raises something other than its own errors ---------------------
+# Observed on pyjwt 2.13.0 (the floor), 2.14.0 and 2.15.1 (the lock) with jwt.decode(token, key,
+# algorithms=["PS256"]) and its default options. Each must come out of verify_signature as a
+# VerificationError whose reason says what was wrong.
+
+
+@dataclass(frozen=True)
+class RawPyjwtFailure:
+    name: str
+    make: Callable[[], str]
+    raw: tuple[type[BaseException], ...]  # what jwt.decode itself raises, across the range
+    reason: str
+
+
+def _surrogate() -> str:
+    head, body, sig = signed().split(".")
+    return f"{head[:5]}\ud800{head[5:]}.{body}.{sig}"
+
+
+PYJWT_RAISES = [
+    RawPyjwtFailure(
+        "lone surrogate in a str token (UnicodeEncodeError)",
+        _surrogate,
+        (UnicodeEncodeError,),
+        "header segment has characters outside unpadded base64url",  # ours, before pyjwt
+    ),
+    RawPyjwtFailure(
+        "header nested 5,000 deep (RecursionError before 2.14)",
+        lambda: signed(header=_deep(5_000)),
+        (RecursionError, jwt.DecodeError),
+        "maximum recursion depth exceeded",
+    ),
+    RawPyjwtFailure(
+        "payload nested 5,000 deep (RecursionError before 2.15)",
+        lambda: signed(_deep_payload(5_000)),
+        (RecursionError, jwt.DecodeError),
+        "payload JSON is nested too deeply",
+    ),
+    RawPyjwtFailure(
+        "iat as a list (TypeError in the iat check before 2.15)",
+        lambda: signed(good(iat=[NOW])),
+        (TypeError, jwt.InvalidIssuedAtError),
+        "claim iat is list, not an integer NumericDate",
+    ),
+    RawPyjwtFailure(
+        "iat 1e999 (OverflowError in the iat check before 2.15)",
+        lambda: signed(
+            json.dumps({k: v for k, v in good().items() if k != "iat"})[:-1].encode()
+            + b',"iat":1e999}'
+        ),
+        (OverflowError, jwt.InvalidIssuedAtError),
+        "claim iat is float, not an integer NumericDate",
+    ),
+]
+
+
+@pytest.mark.parametrize("case", PYJWT_RAISES, ids=[c.name for c in PYJWT_RAISES])
+def test_what_pyjwt_raises_raw_comes_out_as_a_reason(case: RawPyjwtFailure) -> None:
+    token = case.make()
+    with pytest.raises(case.raw):
+        jwt.decode(token, PUBLIC, algorithms=["PS256"])
+    with pytest.raises(VerificationError, match=case.reason) as caught:
+        verify(token)
+    assert type(caught.value) is VerificationError
+    assert "\n" not in caught.value.diagnosis()

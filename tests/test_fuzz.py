@@ -2,8 +2,9 @@
 
 For any input the only outcomes are a verified result or our own error (an
 `entrypoint.EntrypointError` subclass with its exit code): no ``TypeError``, ``RecursionError``,
-``UnicodeError`` or ``ValueError`` escapes raw (sigstore 4.5.0's lesson; pyjwt's hostile-token
-history). And whatever verifies says exactly what the request asked for.
+``UnicodeError`` or ``ValueError`` escapes raw from pyjwt or from our checks around it (sigstore
+4.5.0's lesson; pyjwt's hostile-token history). And whatever verifies says exactly what the
+request asked for.
 
 Example counts come from the hypothesis profile (tests/conftest.py): 2,000 per property in
 ``make test`` ("ci"); ``HYPOTHESIS_PROFILE=fuzz`` runs 100,000.
@@ -210,6 +211,38 @@ def test_bad_expectations_and_keys_are_configuration_errors(
         )
     except (ConfigurationError, VerificationError):
         return
+
+
+@given(
+    now=st.none() | st.floats() | st.integers(-(2**70), 2**70),
+    leeway=st.floats() | st.integers(-(2**40), 2**40),
+    iat=st.integers(0, 253402300799),
+)
+def test_any_clock_is_refused_or_bounds_iat(now: float | None, leeway: float, iat: int) -> None:
+    """The caller's ``now`` and ``leeway`` (issue 11): NaN, infinities, negatives and values
+    past year 9999 are configuration errors; any other pair still bounds ``iat``."""
+    token = mint(SIGNER, claims(PRODUCT, 1, NONCE, iat))
+    refused: ConfigurationError | VerificationError | None = None
+    try:
+        result = verify_signature(
+            token,
+            product_code=PRODUCT,
+            public_key_version=1,
+            nonce=NONCE,
+            public_key=PUBLIC,
+            now=now,
+            leeway=leeway,
+        )
+    except (ConfigurationError, VerificationError) as error:
+        refused = error
+    if isinstance(refused, ConfigurationError):
+        assert "now must be" in refused.reason or "leeway must be" in refused.reason
+    elif isinstance(refused, VerificationError):
+        assert "in the future" in refused.reason
+        assert now is None or iat > now + leeway
+    else:
+        assert 0 <= leeway <= 86_400
+        assert now is None or result.issued_at <= now + leeway
 
 
 # -- the key loader -------------------------------------------------------------------------------

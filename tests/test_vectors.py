@@ -1,10 +1,12 @@
 """Known answers from outside: Project Wycheproof's RSASSA-PSS vectors with PS256's parameters,
-run through the function that decides every signature the package checks.
+run through the code that decides every signature the package checks.
 
-`verify_signature` step 5 calls `entrypoint.verify.ps256_verifies`; a Wycheproof message is not a
-JWS signing input, so the vectors go to that function directly, with the key loaded by the same
-loader the keys directory uses. The last tests tie the two together: for a real token and for
-mutations of its signature, `verify_signature` accepts exactly when `ps256_verifies` does.
+`verify_signature` has pyjwt verify the signature with its PS256 algorithm object
+(``RSAPSSAlgorithm(SHA256)``: salt of the digest's 32 bytes) after our modulus-length check; a
+Wycheproof message is not a JWS signing input, so the vectors go to `ps256_verifies`, which is that
+length check and that pyjwt algorithm object, with the key loaded by the same loader the keys
+directory uses. The last tests tie the two together: for a real token and for mutations of its
+signature, `verify_signature` accepts exactly when `ps256_verifies` does.
 Provenance, licence and checks: tests/vectors/README.md.
 """
 
@@ -16,16 +18,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given
 from hypothesis import strategies as st
 
 from entrypoint import VerificationError, load_public_key_pem, verify_signature
+from entrypoint import verify as verify_module
 from entrypoint.verify import ps256_verifies
 
-from .support import KEYS, b64url, claims, mint
+from .support import KEYS, b64url, claims, mint, pss_sign
 
 VECTORS = Path(__file__).with_name("vectors") / "wycheproof"
 PSS_FILE = VECTORS / "rsa_pss_2048_sha256_mgf1_32_test.json"
@@ -95,7 +99,7 @@ def test_wycheproof_vector(group: dict[str, Any], test: dict[str, Any]) -> None:
     assert verdict is (test["result"] == "valid"), test["comment"]
 
 
-# -- the helper is the verifier's own step 5 -------------------------------------------------------
+# -- the helper is the verifier's own signature check ----------------------------------------------
 
 SIGNER = KEYS.get("vectors-signer")
 NONCE = "n" * 43
@@ -133,3 +137,38 @@ def _raw(segment: str) -> bytes:
     import base64
 
     return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def test_the_vectors_run_through_the_algorithm_object_pyjwt_verifies_with() -> None:
+    """The object `ps256_verifies` calls is the class and parameters pyjwt's own decode looks up
+    for PS256 (each PyJWS builds its own instance from the same defaults)."""
+    used = verify_module._PS256
+    decoder_own = jwt.PyJWS(algorithms=["PS256"]).get_algorithm_by_name("PS256")
+    assert type(used) is type(decoder_own) is jwt.algorithms.RSAPSSAlgorithm
+    assert used.hash_alg is decoder_own.hash_alg is hashes.SHA256
+
+
+@pytest.mark.parametrize(("salt", "accepted"), [(32, True), (0, False), (20, False), (64, False)])
+def test_pyjwts_pss_salt_is_the_digest_length(salt: int, accepted: bool) -> None:
+    """RFC 7518 §3.5: PS256's salt is 32 bytes; pyjwt passes ``salt_length=digest_size``."""
+    message = b"header.payload"
+    signature = pss_sign(SIGNER, message, salt)
+    assert verify_module._PS256.verify(message, SIGNER.public_key(), signature) is accepted
+    assert ps256_verifies(SIGNER.public_key(), message, signature) is accepted
+
+
+def test_the_modulus_length_check_is_ours_and_needed() -> None:
+    """cryptography (so pyjwt's algorithm) accepts a genuine signature whose leading zero byte was
+    stripped: the same integer, another spelling. RFC 8017 §8.1.2 step 1 requires exactly the
+    modulus length, which `ps256_verifies` and `verify_signature` check before pyjwt decides."""
+    public = SIGNER.public_key()
+    for attempt in range(5000):  # PSS is randomized: a leading zero byte 1 time in 256
+        message = f"m{attempt}".encode()
+        signature = pss_sign(SIGNER, message)
+        if signature[0] == 0:
+            break
+    else:
+        raise AssertionError("no signature with a leading zero byte in 5000 tries")
+    assert verify_module._PS256.verify(message, public, signature[1:])
+    assert not ps256_verifies(public, message, signature[1:])
+    assert ps256_verifies(public, message, signature)

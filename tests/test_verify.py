@@ -84,8 +84,11 @@ def test_token_as_bytes_verifies() -> None:
 
 
 def test_pascal_case_claims_verify() -> None:
-    payload = {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": NONCE, "Iat": 1_790_000_000}
+    """AWS's prose spells three claims in PascalCase; ``iat`` is RFC 7519's registered name and
+    pyjwt requires it (``options={"require": ["iat"]}``); an ``Iat`` beside it must agree."""
+    payload = {"ProductCode": PRODUCT, "PublicKeyVersion": 1, "Nonce": NONCE, "iat": 1_790_000_000}
     assert verify(signed(payload)).issued_at == 1_790_000_000
+    assert verify(signed({**payload, "Iat": 1_790_000_000})).issued_at == 1_790_000_000
 
 
 def test_both_spellings_agreeing_verify() -> None:
@@ -112,6 +115,9 @@ OTHER = KEYS.get("verify-other")
 SMALL = KEYS.get("verify-small", bits=1024)
 
 
+_HEADER_JSON = "token is not a JWS compact serialization: Invalid header string: "
+
+
 def _deep_json(depth: int) -> bytes:
     return b'{"alg":"PS256","x":' + b"[" * depth + b"]" * depth + b"}"
 
@@ -124,7 +130,7 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("non-ascii bytes", lambda: "é".encode() + b".a.b", "token is not ASCII"),
     ("too long", lambda: "a" * (MAX_TOKEN_LENGTH + 1), "over the 16384-character cap"),
     ("too long bytes", lambda: b"a" * (MAX_TOKEN_LENGTH + 1), "over the 16384-byte cap"),
-    # step 3: shape
+    # step 2: shape, checked on the text before pyjwt reads it
     ("one segment", lambda: "abc", "token has 1 segments"),
     ("two segments", lambda: ".".join(signed().split(".")[:2]), "token has 2 segments"),
     ("four segments", lambda: signed() + ".abc", "token has 4 segments"),
@@ -136,18 +142,18 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("whitespace", lambda: with_segment(signed(), 0, "eyJh bGc"), "outside"),
     ("impossible length", lambda: with_segment(signed(), 0, "abcde"), "impossible base64url"),
     ("stray bits", lambda: with_segment(signed(), 0, "QR"), "not canonical base64url"),
-    # step 4: header
-    ("header not utf-8", lambda: signed(header=b"\xff\xfe"), "header is not UTF-8"),
-    ("header not json", lambda: signed(header=b"{alg:PS256}"), "header is not valid JSON"),
-    ("header json array", lambda: signed(header=b'["PS256"]'), "header is JSON list"),
-    ("header json string", lambda: signed(header=b'"PS256"'), "header is JSON str"),
+    # step 3: pyjwt's header parse (json.loads of the bytes: it guesses UTF-16 from \xff\xfe)
+    ("header not utf-8", lambda: signed(header=b"\xff\xfe"), _HEADER_JSON + "Expecting value"),
+    ("header not json", lambda: signed(header=b"{alg:PS256}"), _HEADER_JSON + "Expecting prop"),
+    ("header json array", lambda: signed(header=b'["PS256"]'), _HEADER_JSON + "must be a json"),
+    ("header json string", lambda: signed(header=b'"PS256"'), _HEADER_JSON + "must be a json"),
     (
-        "header duplicate alg",
-        lambda: signed(header=b'{"alg":"none","alg":"PS256"}'),
-        "duplicate member name 'alg'",
+        "header duplicate alg, none last",
+        lambda: signed(header=b'{"alg":"PS256","alg":"none"}'),
+        "header alg is 'none'",
     ),
-    ("header NaN", lambda: signed(header=b'{"alg":"PS256","x":NaN}'), "constant NaN"),
-    ("header deep nesting", lambda: signed(header=_deep_json(5000)), "nested too deeply"),
+    ("header deep nesting", lambda: signed(header=_deep_json(5000)), "maximum recursion depth"),
+    ("kid not a string", lambda: signed(header={"alg": "PS256", "kid": 7}), "Key ID header"),
     ("alg missing", lambda: signed(header={"typ": "JWT"}), "header alg is None"),
     ("alg none", lambda: signed(header={"alg": "none"}), "header alg is 'none'"),
     ("alg None", lambda: signed(header={"alg": "None"}), "header alg is 'None'"),
@@ -156,10 +162,14 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("alg PS512", lambda: signed(header={"alg": "PS512"}), "header alg is 'PS512'"),
     ("alg lowercase", lambda: signed(header={"alg": "ps256"}), "header alg is 'ps256'"),
     ("alg list", lambda: signed(header={"alg": ["PS256"]}), r"header alg is \['PS256'\]"),
-    ("crit", lambda: signed(header={"alg": "PS256", "crit": ["exp"]}), "no critical extension"),
+    (
+        "crit",
+        lambda: signed(header={"alg": "PS256", "crit": ["exp"]}),
+        "token refused by pyjwt: Unsupported critical extension: exp",
+    ),
     ("typ JOSE", lambda: signed(header={"alg": "PS256", "typ": "JOSE+JSON"}), "typ is 'JOSE"),
     ("typ number", lambda: signed(header={"alg": "PS256", "typ": 1}), "header typ is 1"),
-    # step 5: signature
+    # steps 3-4: signature
     ("signature too short", lambda: with_segment(signed(), 2, b64url(b"x" * 255)), "is 255 bytes"),
     ("signature of another key", lambda: mint(OTHER, claims()), "does not verify with public key"),
     ("signature of 1024-bit key", lambda: mint(SMALL, claims()), "is 128 bytes; public key v1"),
@@ -174,8 +184,9 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
         lambda: with_segment(signed(), 0, b64url(b'{"alg":"PS256","typ":"jwt"}')),
         "does not verify",
     ),
-    # step 6: payload (validly signed)
+    # step 3: the payload, parsed by _StrictPayloadJWT after the signature verified
     ("payload not utf-8", lambda: signed(b"\xc3\x28"), "payload is not UTF-8"),
+    ("payload utf-16", lambda: signed(json.dumps(claims()).encode("utf-16")), "not UTF-8"),
     ("payload not json", lambda: signed(b"productCode=prod-test"), "payload is not valid JSON"),
     ("payload json array", lambda: signed(b"[1,2]"), "payload is JSON list"),
     ("payload json null", lambda: signed(b"null"), "payload is JSON NoneType"),
@@ -184,8 +195,9 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
         lambda: signed(json.dumps(claims())[:-1].encode() + b',"nonce":"evil"}'),
         "duplicate member name 'nonce'",
     ),
+    ("payload NaN", lambda: signed(json.dumps(claims(x=float("nan"))).encode()), "constant NaN"),
     ("payload huge integer", lambda: signed(b'{"iat":' + b"9" * 5000 + b"}"), "not valid JSON"),
-    # step 7: claims
+    # step 6: claims
     (
         "productCode missing",
         lambda: signed(_without("productCode")),
@@ -216,7 +228,23 @@ REJECTIONS: list[tuple[str, Callable[[], Any], str]] = [
     ("nonce suffix", lambda: signed(claims(nonce=NONCE + "x")), "replayed or foreign"),
     ("nonce prefix", lambda: signed(claims(nonce=NONCE[:-1])), "replayed or foreign"),
     ("Nonce disagrees", lambda: signed(claims(Nonce="m" * 43)), "replayed or foreign"),
+    (
+        "nonce lone surrogate",
+        lambda: signed(json.dumps(claims(nonce="\ud800")).encode()),
+        "replayed or foreign",
+    ),
+    (
+        "productCode lone surrogate",
+        lambda: signed(json.dumps(claims(product_code="\ud800")).encode()),
+        r"claim productCode is '\\ud800', but",
+    ),
     ("iat missing", lambda: signed(_without("iat")), "claim iat is missing"),
+    ("iat null", lambda: signed(claims(iat=None)), "claim iat is missing"),  # type: ignore[arg-type]
+    (
+        "Iat without iat",
+        lambda: signed({k: v for k, v in claims(Iat=1_790_000_000).items() if k != "iat"}),
+        "claim iat is missing",
+    ),
     ("iat float", lambda: signed(claims(iat=1.5e9)), "claim iat is float"),  # type: ignore[arg-type]
     ("iat string", lambda: signed(claims(iat="1790000000")), "claim iat is str"),  # type: ignore[arg-type]
     ("iat bool", lambda: signed(claims(iat=True)), "claim iat is bool"),
@@ -284,10 +312,67 @@ def test_1024_bit_key_is_refused() -> None:
         verify(mint(SMALL, claims()), public_key=SMALL.public_key())
 
 
-def test_jwt_io_demo_key_is_refused_even_when_small_keys_are_allowed() -> None:
+def test_jwt_io_demo_key_is_refused_by_name() -> None:
+    """The denylist is checked before the size, so the reason names the compromised key."""
     demo = serialization.load_pem_public_key(JWT_IO_DEMO_PUBLIC_PEM)
     with pytest.raises(UntrustedKeyError, match=r"jwt\.io RS256 demo key"):
-        verify(signed(), public_key=demo, min_key_bits=1024)
+        verify(signed(), public_key=demo)
+
+
+# Keys pyjwt would take as something else (an HMAC secret, PEM text to parse): refused before
+# pyjwt sees them. The token is garbage, so a refusal naming the key proves the order.
+NOT_KEY_OBJECTS: list[tuple[str, object, str]] = [
+    (
+        "PEM bytes",
+        PUBLIC.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "is bytes, not an RSA public key",
+    ),
+    (
+        "PEM text",
+        PUBLIC.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode(),
+        "is str, not an RSA public key",
+    ),
+    ("HMAC secret bytes", b"a-shared-secret-of-32-bytes-long", "is bytes, not an RSA public key"),
+    ("HMAC secret text", "secret", "is str, not an RSA public key"),
+    ("bytearray", bytearray(b"secret"), "is bytearray, not an RSA public key"),
+    ("JWK dict", jwt.algorithms.RSAAlgorithm.to_jwk(PUBLIC, as_dict=True), "is dict, not an RSA"),
+    ("PyJWK", jwt.PyJWK(jwt.algorithms.RSAAlgorithm.to_jwk(PUBLIC, as_dict=True)), "is PyJWK"),
+    ("None", None, "is NoneType, not an RSA public key"),
+    ("private key", SIGNER, "is an RSA private key"),
+]
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [(k, r) for _, k, r in NOT_KEY_OBJECTS],
+    ids=[n for n, _, _ in NOT_KEY_OBJECTS],
+)
+def test_anything_but_an_rsa_public_key_object_is_refused_before_pyjwt(
+    key: object, reason: str
+) -> None:
+    with pytest.raises(UntrustedKeyError, match=reason) as caught:
+        verify("not.a.token", public_key=key)
+    assert caught.value.exit_code == ExitCode.CONFIGURATION
+
+
+@pytest.mark.parametrize("bits", [1024, 2047, 0, -1])
+def test_min_key_bits_cannot_go_under_pyjwts_minimum(bits: int) -> None:
+    """pyjwt warns on stderr (or refuses) under 2048 bits: a lower minimum could not take effect
+    without breaking the pure contract, so it is the caller's error."""
+    with pytest.raises(
+        ConfigurationError, match=f"min_key_bits must be an integer >= 2048.*{bits}"
+    ):
+        verify(signed(), min_key_bits=bits)
+
+
+def test_min_key_bits_can_raise_the_minimum() -> None:
+    with pytest.raises(UntrustedKeyError, match="2048-bit RSA key, under the 3072-bit minimum"):
+        verify(signed(), min_key_bits=3072)
+    assert verify(signed(), min_key_bits=2048).nonce == NONCE
 
 
 @pytest.mark.parametrize(
@@ -319,7 +404,9 @@ rsa.RSAPublicKey.register(_ExplodingKey)  # a virtual subclass passes the isinst
 
 
 def test_unexpected_exceptions_become_verification_errors() -> None:
-    with pytest.raises(VerificationError, match=r"could not be processed \(TypeError\)"):
+    """pyjwt's RSAPSSAlgorithm.verify catches only InvalidSignature: the key's TypeError goes
+    through pyjwt and is wrapped, with its type and message."""
+    with pytest.raises(VerificationError, match=r"pyjwt raised TypeError: unexpected"):
         verify(signed(), public_key=_ExplodingKey())
 
 
@@ -335,11 +422,11 @@ def test_pss_salt_must_be_the_hash_length() -> None:
         verify(mint(SIGNER, claims(), salt_length=64))
 
 
-# -- the memos of steps 1 and 4 never let anything through -----------------------------------------
+# -- every call checks its key (no memo) --------------------------------------------------------
 
 
-def test_a_remembered_key_does_not_vouch_for_another() -> None:
-    verify(signed())  # remembers PUBLIC
+def test_a_key_that_verified_once_does_not_vouch_for_another() -> None:
+    verify(signed())
     with pytest.raises(UntrustedKeyError, match="1024-bit RSA key"):
         verify(mint(SMALL, claims()), public_key=SMALL.public_key())
     with pytest.raises(UntrustedKeyError, match="1024-bit RSA key"):
@@ -347,27 +434,85 @@ def test_a_remembered_key_does_not_vouch_for_another() -> None:
     verify(signed())
 
 
-def test_a_key_remembered_under_a_lower_minimum_is_checked_again_under_a_higher_one() -> None:
-    small = SMALL.public_key()
-    verify(mint(SMALL, claims()), public_key=small, min_key_bits=1024)
-    with pytest.raises(UntrustedKeyError, match="under the 2048-bit minimum"):
-        verify(mint(SMALL, claims()), public_key=small)
+# -- the caller's clock (issue 11): NaN compares false, so it would switch the iat check off -------
+
+FUTURE = signed(claims(iat=NOW + 10 * 365 * 86400))
 
 
-def test_only_headers_that_passed_are_remembered() -> None:
-    from entrypoint import verify as module
+@pytest.mark.parametrize(
+    "now",
+    [float("nan"), float("inf"), float("-inf"), -1, 253402300800, 1e300, True, "1790000100"],
+    ids=repr,
+)
+def test_now_must_be_a_finite_time_in_range(now: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"now must be seconds since the epoch from 0 to "):
+        verify(FUTURE, now=now)
+    with pytest.raises(ConfigurationError, match="now must be"):
+        verify(signed(), now=now)
 
-    verify(signed())
-    with pytest.raises(VerificationError, match="header alg is 'none'"):
-        verify(signed(header={"alg": "none"}))
-    assert b'{"alg":"none"}' not in module._VALID_HEADERS
-    with pytest.raises(VerificationError, match="header alg is 'none'"):
-        verify(signed(header={"alg": "none"}))
+
+@pytest.mark.parametrize(
+    "leeway", [float("nan"), float("inf"), -1, -0.5, 86_401, 1e300, True, "300", None], ids=repr
+)
+def test_leeway_must_be_finite_non_negative_and_at_most_a_day(leeway: object) -> None:
+    with pytest.raises(ConfigurationError, match=r"leeway must be a number of seconds from 0 to "):
+        verify(FUTURE, leeway=leeway)
 
 
-def test_remembered_headers_are_bounded() -> None:
-    from entrypoint import verify as module
+def test_clock_values_in_range_still_check_iat() -> None:
+    assert verify(signed(claims(iat=NOW)), leeway=0).issued_at == NOW
+    with pytest.raises(VerificationError, match="1s in the future"):
+        verify(signed(claims(iat=NOW + 1)), leeway=0)
+    assert verify(signed(claims(iat=NOW + 86_400)), leeway=86_400).issued_at == NOW + 86_400
+    assert verify(signed(claims(iat=0)), now=0.0).issued_at == 0
+    with pytest.raises(VerificationError, match="in the future"):
+        verify(FUTURE, now=float(NOW))
 
-    for index in range(40):
-        verify(signed(header={"alg": "PS256", "kid": f"key-{index}"}))
-    assert len(module._VALID_HEADERS) <= 16
+
+# -- pyjwt's own claim checks are off: they read the wall clock, not `now` -------------------------
+
+
+def test_pyjwts_time_checks_do_not_replace_ours() -> None:
+    """An ``exp`` or ``nbf`` is not part of AWS's Signature (no expiry is documented; the nonce
+    proves freshness): ignored as before, not checked against the wall clock by pyjwt."""
+    assert verify(signed(claims(exp=1))).nonce == NONCE
+    assert verify(signed(claims(nbf=NOW + 10**9))).nonce == NONCE
+    # pyjwt's iat check would take int("1790000000") and int(1.5e9); ours refuses both.
+    with pytest.raises(VerificationError, match="claim iat is str"):
+        verify(signed(claims(iat="1790000000")))  # type: ignore[arg-type]
+
+
+def test_other_registered_claims_stay_unchecked_as_before() -> None:
+    body = claims(aud="someone-else", iss=7, sub=["x"], jti={})
+    assert verify(signed(body)).claims["aud"] == "someone-else"
+
+
+# -- what pyjwt's parser accepts that ours did not: only the signing key can produce it ----------
+
+HEADER_LAXITIES = {
+    "duplicate alg, PS256 last": b'{"alg":"none","alg":"PS256"}',
+    "NaN in the header": b'{"alg":"PS256","x":NaN}',
+    "UTF-16 header": '{"alg":"PS256"}'.encode("utf-16"),
+    "UTF-8 BOM": b'\xef\xbb\xbf{"alg":"PS256"}',
+}
+
+
+@pytest.mark.parametrize("header", HEADER_LAXITIES.values(), ids=HEADER_LAXITIES.keys())
+def test_header_json_is_pyjwts_and_covered_by_the_signature(header: bytes) -> None:
+    """Removed on purpose (CHANGELOG): the header is parsed once, by pyjwt, which decides ``alg``
+    from the same dict it verifies with, so there is no second reading to disagree; and the
+    header is signed, so only AWS's signing key can produce these. Signed by anyone else, each is
+    refused."""
+    assert verify(signed(header=header)).nonce == NONCE
+    with pytest.raises(VerificationError, match="does not verify"):
+        verify(mint(OTHER, claims(), header))
+
+
+def test_crit_b64_true_is_understood_by_pyjwt() -> None:
+    """pyjwt (>= 2.12) refuses unknown ``crit`` entries and understands ``b64`` (RFC 7797);
+    ``b64: true`` is the ordinary encoding, so the token is accepted (removed on purpose: we
+    refused any ``crit`` before)."""
+    header = {"alg": "PS256", "crit": ["b64"], "b64": True}
+    assert verify(signed(header=header)).nonce == NONCE
+    with pytest.raises(VerificationError, match="Payload segment must be empty when 'b64'"):
+        verify(signed(header={**header, "b64": False}))
