@@ -154,9 +154,7 @@ def register_and_verify(
     return entitlement
 
 
-def entitle(
-    settings: Settings, *, environ: Mapping[str, str]
-) -> Entitlement | LicenseEntitlement:
+def entitle(settings: Settings, *, environ: Mapping[str, str]) -> Entitlement | LicenseEntitlement:
     """A start up to (not including) exec, for the product the settings select: RegisterUsage
     and verify for a metered product, a License Manager checkout for a contract product."""
     trust = load_trust_store(settings.keys_dir)

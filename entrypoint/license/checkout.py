@@ -280,10 +280,15 @@ def license_at_start(
         checked_in=returned,
     )
     grant = checkout.grant
-    covered = f"tier {grant.tier}" if grant.tier else ", ".join(a.describe() for a in grant.entitlements)
+    covered = (
+        f"tier {grant.tier}" if grant.tier else ", ".join(a.describe() for a in grant.entitlements)
+    )
     kept = (
-        "checked in" if returned else "drawn down for good" if not contract.model.returnable else
-        "not checked in"
+        "checked in"
+        if returned
+        else "drawn down for good"
+        if not contract.model.returnable
+        else "not checked in"
     )
     event(
         logging.INFO,
