@@ -252,8 +252,13 @@ def _entitlement(item: object, index: int, where: str) -> ContractEntitlement:
     name = _text(item.get("name"), f"{label}.name", where)
     unit = item.get("unit")
     if unit not in ENTITLEMENT_UNITS:
+        shown = (
+            "is missing"
+            if unit is None
+            else f"{one_line(json.dumps(unit), 40)} is not a License Manager unit"
+        )
         raise ConfigurationError(
-            f"{where}: {label}.unit {one_line(unit, 40)!r} is not a License Manager unit",
+            f"{where}: {label}.unit {shown}",
             remedy="use one of Count, None, Gigabytes, ... (EntitlementDataUnit in the "
             "License Manager API)",
         )
