@@ -342,6 +342,7 @@ class LicenseLease:
     def _settle(self, grant: LicenseGrant) -> None:
         """Entitled with ``grant``: held as a seat (floating), else checked in at once."""
         holding = self.contract.model is LicenseModel.FLOATING
+        version = self._version(grant) if holding else None
         if not holding:
             check_in(
                 self._license_client(),
@@ -359,12 +360,21 @@ class LicenseLease:
                 model=self.contract.model,
                 grant=grant,
                 holding=holding,
-                license_version=self._state.license_version,
+                license_version=version,
                 valid_until=grant.expires_at,
                 checked_at=grant.checked_at,
             )
         )
         self._schedule(grant.expires_at if holding else None)
+
+    def _version(self, grant: LicenseGrant) -> str | None:
+        """The version of the license a seat was taken from (GetLicense), if it can be read."""
+        if not grant.license_arn:
+            return None
+        try:
+            return self._license_client().get_license(grant.license_arn, timeout=10.0).version
+        except (EntrypointError, Transient):
+            return None  # read again at the next check
 
     def _keep_seat(self) -> None:
         """Extend the held seat, then read the license's status and version."""
