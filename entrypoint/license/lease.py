@@ -64,6 +64,7 @@ EXTEND_MARGIN = timedelta(minutes=10)
 # After a failed check, the next one comes sooner; a check's retries last at most this long.
 RETRY_SOON = 60.0
 CHECK_DEADLINE = 60.0
+MIN_GAP = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,11 +422,14 @@ class LicenseLease:
         self._schedule(expires)
 
     def _schedule(self, seat_expires: datetime | None, *, soon: bool = False) -> None:
+        """The next check: after the interval (sooner after a failure), before a held seat's
+        time runs out, and never at once (a check failing at once must not spin)."""
         now = self._clock()
-        due = now + (min(RETRY_SOON, self.recheck_interval) if soon else self.recheck_interval)
+        interval = self.recheck_interval
+        due = now + (min(RETRY_SOON, interval) if soon else interval)
         if seat_expires is not None:
-            due = min(due, max(now, (seat_expires - EXTEND_MARGIN).timestamp()))
-        self._next_check = due
+            due = min(due, (seat_expires - EXTEND_MARGIN).timestamp())
+        self._next_check = max(due, now + min(MIN_GAP, interval))
 
     def _lapse(self, error: EntrypointError) -> None:
         state = self._state
