@@ -21,24 +21,22 @@ from entrypoint.emulator import Emulator, Principal
 from .license_support import FINGERPRINT
 from .support import KEYS
 from .test_awscli import AWS, Invocation
+from .test_awscli import Cli as MeteringCli
 
 
-class Cli:
+class Cli(MeteringCli):
+    """tests/test_awscli.py's CLI environment, pointed at License Manager instead."""
+
     def __init__(self, emulator: Emulator, access_key: str | None = None) -> None:
-        self.env = {
-            "PATH": "/usr/bin:/bin",
-            "AWS_ENDPOINT_URL_LICENSE_MANAGER": emulator.url,
-            "AWS_DEFAULT_REGION": emulator.region,
-            "AWS_ACCESS_KEY_ID": access_key or "AKIAEMULATOREXAMPLE1",
-            "AWS_SECRET_ACCESS_KEY": "denied-secret"
-            if access_key
-            else "emulator/example/secret/key/not/a/real/one",
-            "AWS_CONFIG_FILE": "/dev/null",
-            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_MAX_ATTEMPTS": "1",
-            "AWS_RETRY_MODE": "standard",
-        }
+        super().__init__(emulator)
+        self.env["AWS_ENDPOINT_URL_LICENSE_MANAGER"] = self.env.pop(
+            "AWS_ENDPOINT_URL_MARKETPLACE_METERING"
+        )
+        if access_key is not None:
+            self.env["AWS_ACCESS_KEY_ID"], self.env["AWS_SECRET_ACCESS_KEY"] = (
+                access_key,
+                "denied-secret",
+            )
 
     def __call__(self, operation: str, *args: str) -> Invocation:
         done = subprocess.run(

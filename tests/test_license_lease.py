@@ -245,6 +245,25 @@ def test_the_background_thread_extends_in_real_time() -> None:
         assert em.checkouts(held=True) == []
 
 
+def test_close_does_not_wait_for_a_retry_s_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARKETPLACE_RETRY_BASE_DELAY", "30")
+    monkeypatch.setenv("MARKETPLACE_RETRY_MAX_DELAY", "30")
+    with Emulator(key_factory=KEYS.factory) as em:
+        lic = seats(em, 1)
+        held = LicenseLease(contract=contract(), client=client(em), recheck_interval=0.1)
+        held.open()
+        em.configure_license(lic.arn, throttle=10**9)
+        deadline = time.monotonic() + 10
+        while not [c for c in em.calls() if c.error] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the check now waits up to 30 s before its next attempt
+        em.configure_license(lic.arn, throttle=0)  # so that the check-in on close succeeds
+        started = time.monotonic()
+        held.close()
+        assert time.monotonic() - started < 5
+        assert em.checkouts(held=True) == []
+
+
 def test_the_lease_is_part_of_the_public_api() -> None:
     assert entrypoint.LicenseLease is LicenseLease
     assert "LicenseLease" in entrypoint.__all__

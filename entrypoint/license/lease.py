@@ -67,6 +67,10 @@ CHECK_DEADLINE = 60.0
 MIN_GAP = 1.0
 
 
+class _Stopped(Exception):  # noqa: N818 - an event, like StopIteration
+    """The lease was closed while a check waited to retry."""
+
+
 @dataclass(frozen=True, slots=True)
 class LeaseState:
     """What the software reads: entitled or not, with what, until when, and why not."""
@@ -159,6 +163,9 @@ class LicenseLease:
         self.on_change = on_change
         self._background = background
         self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
+        # A check's retries wait on the stop event, so that close() never waits for a backoff;
+        # an injected sleep (tests) is used as it is.
+        self._check_sleep = self._pause if sleep is time.sleep else sleep
         self._backoff = Backoff(base=settings.retry_base_delay, cap=settings.retry_max_delay)
         self._state = LeaseState(
             entitled=False,
@@ -270,12 +277,13 @@ class LicenseLease:
                         f"{exc.diagnosis()}; License Manager returns the seat within 60 minutes",
                         event="check_in_failed",
                     )
-                event(
-                    logging.INFO,
-                    f"license seat of {state.product_id} checked in",
-                    event="license_lease_closed",
-                    product_id=state.product_id,
-                )
+                else:
+                    event(
+                        logging.INFO,
+                        f"license seat of {state.product_id} checked in",
+                        event="license_lease_closed",
+                        product_id=state.product_id,
+                    )
             self._set(replace(state, entitled=False, holding=False, reason="closed", error=None))
 
     def __enter__(self) -> Self:
@@ -291,6 +299,10 @@ class LicenseLease:
         self.close()
 
     # -- checks -----------------------------------------------------------------------------
+    def _pause(self, seconds: float) -> None:
+        if self._stop.wait(seconds):
+            raise _Stopped
+
     def _run(self) -> None:
         while not self._stop.wait(max(0.0, self._next_check - self._clock())):
             try:
@@ -309,6 +321,8 @@ class LicenseLease:
                     self._keep_seat()
                 else:
                     self._recheck()
+            except _Stopped:  # closed during a retry's wait: close() takes over
+                return self._state
             except NotEntitledError as exc:
                 self._lapse(exc)
             except (EntrypointError, Transient) as exc:
@@ -324,7 +338,7 @@ class LicenseLease:
             backoff=self._backoff,
             remedy="the lease keeps its state until the last answer's validity ends",
             clock=self._monotonic,
-            sleep=self._sleep,
+            sleep=self._check_sleep,
         ).value
 
     def _recheck(self) -> None:
@@ -335,7 +349,7 @@ class LicenseLease:
             deadline=CHECK_DEADLINE,
             backoff=self._backoff,
             clock=self._monotonic,
-            sleep=self._sleep,
+            sleep=self._check_sleep,
             wall_clock=self._clock,
         )
         self._settle(checkout.grant)
