@@ -23,9 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._version import __version__
 from .answers import (
-    IDENTITY_FILE_REMEDY,
     METER_USAGE_ROLE_REMEDY,
-    ROLE_REMEDY,
     MeterUsageAnswer,
     RegisterUsageAnswer,
     Transient,
@@ -37,9 +35,12 @@ from .answers import (
     classify_unparsable,
 )
 from .capped import CappedSend, OversizedAnswer
-from .credentials import CredentialSource, announce_credentials
+from .credentials import CredentialSource
 from .environment import check_aws_environment
-from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
+from .errors import ConfigurationError, ServiceError, one_line
+from .sdk import classify_botocore as _classify_botocore
+from .sdk import raised_in as _raised_in
+from .sdk import resolve_credentials
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -189,47 +190,8 @@ class BotocoreMeteringClient:
         return str(client.meta.endpoint_url)
 
     def _resolve_credentials(self, session: Session) -> None:
-        """Resolve, and fetch, the task's credentials before the first call.
-
-        botocore defers IRSA's STS call to the first signature; fetching here classifies its
-        failures as credential failures, and names the source once in the log.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            credentials = session.get_credentials()
-            if credentials is None:
-                raise ConfigurationError(
-                    "no AWS credentials found (no task role, no IRSA, no keys)",
-                    remedy=ROLE_REMEDY,
-                )
-            credentials.get_frozen_credentials()
-        except EntrypointError:
-            raise
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise classify_sts_error(
-                str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
-            ) from None
-        except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
-        except OSError as exc:  # a token file botocore could not read
-            raise ConfigurationError(
-                f"cannot read {exc.filename or 'a credentials file'}: "
-                f"{exc.strerror or one_line(exc, 120)}",
-                remedy=IDENTITY_FILE_REMEDY,
-            ) from None
-        except ValueError as exc:  # e.g. a container credentials URI botocore will not use
-            raise ConfigurationError(
-                f"the credentials configuration was refused: {one_line(exc, 200)}",
-                remedy="AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, loopback, or the ECS "
-                "agent's address",
-            ) from None
-        if self.credential_source is None:
-            self.credential_source = announce_credentials(
-                getattr(credentials, "method", None), os.environ
-            )
+        """Fetch the task's credentials before the first call (`sdk.resolve_credentials`)."""
+        self.credential_source = resolve_credentials(session, known=self.credential_source)
 
     def register_usage(
         self,
@@ -348,16 +310,6 @@ class BotocoreMeteringClient:
         return MeterUsageAnswer(record_id=record_id)
 
 
-def _raised_in(exc: BaseException, module: str) -> bool:
-    """Whether any frame of ``exc``'s traceback ran code of ``module``."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_globals.get("__name__") == module:
-            return True
-        tb = tb.tb_next
-    return False
-
-
 def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: ANN401 - a botocore client
     """``UsageQuantityAsDecimal`` when the SDK's model has it, else a whole ``UsageQuantity``."""
     members = client.meta.service_model.operation_model("MeterUsage").input_shape.members
@@ -371,41 +323,6 @@ def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: 
             remedy="upgrade boto3 and botocore",
         )
     return {"UsageQuantity": int(whole)}
-
-
-def _classify_botocore(
-    exc: Exception, role_remedy: str = ROLE_REMEDY
-) -> EntrypointError | Transient:
-    """Map botocore's own (non-HTTP-status) failures."""
-    from botocore import exceptions as bx
-
-    text = one_line(exc, 200)
-    if isinstance(exc, bx.SSLError):
-        return ConfigurationError(
-            f"TLS to the Metering endpoint failed: {text}",
-            remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
-        )
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=role_remedy)
-    if isinstance(exc, bx.CredentialRetrievalError):
-        # The container credentials endpoint or STS is not ready yet: common in the first
-        # seconds of a task. Retried inside the deadline.
-        return Transient("CredentialRetrievalError", text)
-    if isinstance(exc, bx.NoRegionError | bx.InvalidRegionError):
-        return ConfigurationError(
-            f"invalid AWS Region ({text})", remedy="set AWS_REGION to the task's Region"
-        )
-    if isinstance(exc, bx.HTTPClientError | bx.ConnectionError):
-        return Transient(type(exc).__name__, text)
-    if isinstance(exc, bx.ProfileNotFound | bx.ConfigNotFound | bx.InvalidConfigError):
-        return ConfigurationError(
-            f"the AWS configuration is invalid ({text})",
-            remedy="check AWS_PROFILE, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE",
-        )
-    return ConfigurationError(
-        f"the AWS SDK refused the call ({type(exc).__name__}: {text})",
-        remedy="check the AWS configuration of the task",
-    )
 
 
 def create_metering_client(

@@ -196,7 +196,7 @@ def test_final_stage_holds_only_what_the_product_needs(
         assert not (root / "src").exists()
         assert {"entrypoint", "botocore", "cryptography", "boto3"} <= present
         services = {p.name for p in (lib / "botocore/data").iterdir() if p.is_dir()}
-        assert services == {"meteringmarketplace", "sts"}
+        assert services == {"meteringmarketplace", "license-manager", "sts"}
         # Data kept whole but gzipped, as botocore's loader accepts it.
         assert (lib / "botocore/data/endpoints.json.gz").is_file()
         assert not list((lib / "botocore/data").rglob("*.json"))
@@ -451,7 +451,7 @@ sys.path.insert(0, "/opt/marketplace-entrypoint/lib")
 import botocore.session
 session = botocore.session.get_session()
 clients = {}
-for service in ("meteringmarketplace", "sts"):
+for service in ("meteringmarketplace", "license-manager", "sts"):
     client = session.create_client(service, region_name="eu-west-1")
     clients[service] = [client.meta.service_model.service_id, client.meta.endpoint_url]
 chain = session.get_component("credential_provider")
@@ -481,9 +481,10 @@ def test_slimmed_botocore_creates_metering_and_sts_clients_in_the_image(
             "Marketplace Metering",
             "https://metering.marketplace.eu-west-1.amazonaws.com",
         ],
+        "license-manager": ["License Manager", "https://license-manager.eu-west-1.amazonaws.com"],
         "sts": ["STS", "https://sts.eu-west-1.amazonaws.com"],
     }
-    assert sorted(facts["models"]) == ["meteringmarketplace", "sts"]
+    assert sorted(facts["models"]) == ["license-manager", "meteringmarketplace", "sts"]
     # The providers ECS (container-role) and EKS IRSA (assume-role-with-web-identity) use.
     assert {"env", "assume-role-with-web-identity", "container-role"} <= set(facts["providers"])
 
