@@ -90,6 +90,11 @@ class Helm:
             output = self(*args)
         return [doc for doc in yaml.safe_load_all(output) if doc]
 
+    def run_template(self, chart: Path, arguments: Sequence[str]) -> list[dict[str, Any]]:
+        """``helm template my-product CHART ARGUMENTS`` (what ``helm install`` would apply)."""
+        output = self("template", "my-product", str(chart), *arguments)
+        return [doc for doc in yaml.safe_load_all(output) if doc]
+
 
 def installed_helms() -> list[Helm]:
     return [Helm(BIN / name) for name in HELM_COMMANDS]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,32 @@ def test_the_chart_and_the_kustomize_manifests_run_the_pod_alike(helm: Helm) -> 
     (ours,), (theirs,) = chart["containers"], manifest["containers"]
     assert ours["securityContext"] == theirs["securityContext"]
     assert ours["volumeMounts"] == theirs["volumeMounts"]
+
+
+def readme_helm_installs() -> list[list[str]]:
+    """The `helm install` commands README.md shows, as argument lists."""
+    text = (REPO / "README.md").read_text().replace("\\\n", " ")
+    return [
+        shlex.split(line.strip()) for line in text.splitlines() if line.startswith("helm install")
+    ]
+
+
+def test_the_readme_helm_installs_render_as_documented(helm: Helm) -> None:
+    """README's two IRSA set-ups: the ServiceAccount eksctl made, or the chart's, annotated."""
+    installs = readme_helm_installs()
+    assert len(installs) == 2
+    rendered = []
+    for argv in installs:
+        assert argv[:4] == ["helm", "install", "my-product", "./marketplace-product"]
+        rendered.append(helm.run_template(CHART, argv[4:]))
+    eksctl_made, chart_made = rendered
+    assert "ServiceAccount" not in [o["kind"] for o in eksctl_made]
+    pod = one(eksctl_made, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "my-product"
+    account = one(chart_made, "ServiceAccount")["metadata"]
+    assert account["name"] == "my-product"
+    role = "arn:aws:iam::111122223333:role/my-product-irsa"
+    assert account["annotations"] == {"eks.amazonaws.com/role-arn": role}
 
 
 @pytest.mark.parametrize("namespace", FORBIDDEN_NAMESPACES)
