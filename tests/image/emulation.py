@@ -40,11 +40,11 @@ class BinfmtEntry:
     flags: str
 
 
-def binfmt_entry(arch: str) -> BinfmtEntry | None:
+def binfmt_entry(arch: str, binfmt: Path = BINFMT) -> BinfmtEntry | None:
     """The registered binfmt_misc entry for ``arch``'s QEMU, or None."""
     name = f"qemu-{QEMU_CPU.get(arch, arch)}"
     try:
-        lines = (BINFMT / name).read_text().splitlines()
+        lines = (binfmt / name).read_text().splitlines()
     except OSError:
         return None
     fields = dict(line.split(" ", 1) for line in lines[1:] if " " in line)
@@ -56,14 +56,14 @@ def binfmt_entry(arch: str) -> BinfmtEntry | None:
     )
 
 
-def emulation_missing(arch: str) -> str | None:
+def emulation_missing(arch: str, binfmt: Path = BINFMT) -> str | None:
     """Why ``arch`` binaries cannot run here, or None when they can (natively or emulated)."""
     if arch == host_arch():
         return None
     remedy = "run `make emulation` as root (apt-get install qemu-user-static first)"
-    if not (BINFMT / "register").exists():
-        return f"binfmt_misc is not mounted at {BINFMT}, so {arch} binaries cannot run; {remedy}"
-    entry = binfmt_entry(arch)
+    if not (binfmt / "register").exists():
+        return f"binfmt_misc is not mounted at {binfmt}, so {arch} binaries cannot run; {remedy}"
+    entry = binfmt_entry(arch, binfmt)
     if entry is None:
         return f"no binfmt_misc entry qemu-{QEMU_CPU.get(arch, arch)} for {arch}; {remedy}"
     if not entry.enabled:
@@ -76,18 +76,18 @@ def emulation_missing(arch: str) -> str | None:
     return None
 
 
-def guest_argv(argv: list[str]) -> list[str]:
+def guest_argv(argv: list[str], binfmt: Path = BINFMT) -> list[str]:
     """The argv a program sees, from the ``/proc/<pid>/cmdline`` of a process that may be QEMU
     started by binfmt_misc with the P flag (``INTERPRETER FULL-PATH ARGV0 ARGS...``)."""
-    if len(argv) >= 3 and argv[0] in _interpreters():
+    if len(argv) >= 3 and argv[0] in _interpreters(binfmt):
         return argv[2:]
     return argv
 
 
-def _interpreters() -> frozenset[str]:
+def _interpreters(binfmt: Path) -> frozenset[str]:
     found = set()
     for arch in QEMU_CPU:
-        entry = binfmt_entry(arch)
+        entry = binfmt_entry(arch, binfmt)
         if entry is not None and "P" in entry.flags:
             found.add(entry.interpreter)
     return frozenset(found)
