@@ -1,126 +1,381 @@
-"""The meter's state file: unsent usage on disk, written atomically, owned by one process.
+"""The task's usage store: one SQLite database that every process and thread of the task shares.
 
-Guarantees:
+Open one with `open_store` (`entrypoint.meter.opening`: where it may live, how it is created,
+checked and imported). What a `UsageStore` guarantees:
 
-* `StateFile.save` never leaves a partial file: it writes a temporary file beside the state
-  file, ``fsync``s it, renames it over the state file and ``fsync``s the directory (POSIX
-  ``rename`` is atomic). After a crash the file holds the last completed save, whole.
-* `StateFile.acquire` takes an exclusive ``flock`` on ``<file>.lock`` without waiting: two
-  meters on one state file would report the same hours twice, so the second one is refused. The
-  kernel releases the lock when the process dies, so a crash never leaves it stuck.
-* `StateFile.load` refuses a file over `MAX_BYTES`, or one that is not a meter state file,
-  naming the file; it never discards unsent usage silently.
+* **An add that returned is on disk and counted once.** Each `add` is one SQLite transaction
+  (``BEGIN IMMEDIATE`` ... ``COMMIT``) in write-ahead-log mode: when it returns the increment is
+  in the WAL file, so the death of any process (SIGKILL, the OOM killer) loses nothing, and a
+  process killed mid-transaction leaves nothing of it (sqlite.org/atomiccommit.html). With
+  ``durability="machine"`` every commit is also fsync'd (``PRAGMA synchronous=FULL``), against a
+  machine crash or power loss; the default, ``synchronous=NORMAL``, keeps the database consistent
+  after one but may lose the last commits (sqlite.org/pragma.html#pragma_synchronous).
+* **Writers wait in the kernel, not in SQLite's busy handler.** SQLite's busy handler retries a
+  locked database after sleeps of milliseconds; here every write first takes an exclusive
+  ``flock`` on ``<db>-lock``, so writers queue in the kernel and the next one wakes as soon as the
+  lock is released, and SQLite's own write lock is always free when asked for. The kernel drops
+  the lock of a process that dies.
+* **Checkpoints happen outside that lock.** Automatic checkpoints are off; a writer whose WAL has
+  grown past `WAL_LIMIT` copies it back with a PASSIVE checkpoint after releasing the lock, so
+  other writers never wait for a checkpoint's fsyncs.
+* **Nothing is read on trust.** Rows are verified as they are read (`book.verify_bucket`), and a
+  damaged, truncated or foreign file is a `ConfigurationError` naming the file, never an empty
+  book.
+* **Forks.** A connection must not be used across ``fork()`` (sqlite.org/howtocorrupt.html, 2.6):
+  a store used in a child process opens its own connection and lock, and leaves the inherited
+  ones untouched (never closed, so the parent's locks are not disturbed).
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
-import json
 import os
-from collections.abc import Mapping
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Literal, NamedTuple, TypeVar
 
-from entrypoint.errors import ConfigurationError, one_line
+from entrypoint.errors import ConfigurationError, UsageError, one_line
 
-__all__ = ["FORMAT", "MAX_BYTES", "StateFile"]
+from .book import (
+    LOST,
+    UNSENT,
+    Bucket,
+    expire_before,
+    forget_before,
+    name_crc,
+    row_crc,
+    seal_through,
+    verify_bucket,
+)
+from .hours import HOUR, MAX_QUANTITY, format_quantity, from_micros, hour_text
+from .schema import ADD, BUCKET_COLUMNS
 
-FORMAT = "marketplace-entrypoint-meter"
-VERSION = 1
-# 24 dimensions (AWS's limit per product) x 8 hours of buckets is a few kilobytes; anything near
-# this size was not written by the meter.
-MAX_BYTES = 4 * 1024 * 1024
+__all__ = ["WAL_LIMIT", "Durability", "Member", "UsageStore", "damaged"]
+
+Durability = Literal["process", "machine"]
+T = TypeVar("T")
+# The WAL is copied back into the database once it holds about this much (1,000 pages of 4 KiB);
+# PRAGMA journal_size_limit truncates it back to this size when SQLite restarts it.
+WAL_LIMIT = 4 * 1024 * 1024
+# Usage is carried at most this many hours forward (past sealed, sent or lost hours); beyond it
+# the store's hours are not what this package writes.
+_MAX_CARRY = 48
+_GRAVEYARD: list[object] = []  # connections and descriptors inherited across fork: never closed
 
 
-class StateFile:
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._lock_fd: int | None = None
+class Member(NamedTuple):
+    """A process of the task that meters (``meter``) or sends (``serve``), as the store knows it:
+    its id and the last time it was heard from."""
 
-    # -- ownership ------------------------------------------------------------------------------
-    def acquire(self) -> None:
-        """Own the state file, or `ConfigurationError` if another process does."""
-        if self._lock_fd is not None:
-            return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise ConfigurationError(
-                f"cannot open the meter's lock file {self.lock_path}: {exc.strerror or exc}",
-                remedy="give the meter a writable directory for its state file",
-            ) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ConfigurationError(
-                f"the meter state file {self.path} is in use by another process",
-                remedy="run one meter per state file (one per task or pod)",
-            ) from None
-        self._lock_fd = fd
+    id: str
+    kind: str
+    heartbeat: float
 
-    def release(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases the flock
 
-    # -- contents -------------------------------------------------------------------------------
-    def load(self) -> dict[str, Any] | None:
-        """The saved state, or None if there is none yet."""
-        try:
-            with self.path.open("rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self.damaged(f"cannot be read: {exc.strerror or exc}") from None
-        if len(raw) > MAX_BYTES:
-            raise self.damaged(f"is larger than {MAX_BYTES} bytes")
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
-            raise self.damaged(f"is not JSON ({one_line(exc, 80)})") from None
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise self.damaged("is not a meter state file")
-        if data.get("version") != VERSION:
-            raise self.damaged(f"has version {one_line(data.get('version'), 20)}, not {VERSION}")
-        return data
-
-    def save(self, state: Mapping[str, Any]) -> None:
-        """Replace the file with ``state``, atomically and durably."""
-        document = {"format": FORMAT, "version": VERSION, **state}
-        payload = json.dumps(document, indent=1, sort_keys=True).encode("utf-8") + b"\n"
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            temporary.replace(self.path)
-            _fsync_directory(self.path.parent)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
-            raise self.damaged(f"cannot be written: {exc.strerror or exc}") from None
-
-    def damaged(self, what: str) -> ConfigurationError:
-        """The error for a state file that cannot be used, saying why and what to do."""
+def damaged(path: Path | str, exc: BaseException) -> ConfigurationError:
+    """The error for a store SQLite cannot use: damaged, truncated, not a database, or on a
+    volume that cannot be written (read-only, full, gone)."""
+    text = one_line(exc, 160)
+    if isinstance(exc, sqlite3.OperationalError) or "unable to open" in text:
         return ConfigurationError(
-            f"the meter state file {self.path} {what}",
-            remedy="it holds usage not yet reported: fix it, or move it aside to start afresh",
+            f"the meter store {one_line(path, 200)} cannot be used: {text}",
+            remedy="give the meter a writable directory on a local volume, with free space",
+        )
+    return ConfigurationError(
+        f"the meter store {one_line(path, 200)} is damaged: {text}",
+        remedy="it holds usage not yet reported: restore it from a copy, or move it aside to "
+        "start afresh (which loses that usage)",
+    )
+
+
+class UsageStore:
+    """One process's connection to the task's store (made by `open_store`); thread-safe."""
+
+    def __init__(
+        self,
+        path: Path,
+        connection: sqlite3.Connection,
+        lock_fd: int,
+        *,
+        product_code: str,
+        instance_id: str,
+        durability: Durability,
+        check_every: int,
+        reopen: Callable[[], UsageStore],
+    ) -> None:
+        self.path = path
+        self.product_code = product_code
+        self.instance_id = instance_id
+        self.durability = durability
+        self._db = connection
+        self._lock_fd = lock_fd
+        self._thread_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._check_every = max(1, check_every)
+        self._since_check = 0
+        self._reopen = reopen
+        self._closed = False
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _current(self) -> sqlite3.Connection:
+        if self._closed:
+            raise UsageError("the meter store is closed")
+        if os.getpid() != self._pid:  # a forked child: its own connection, the parent's kept
+            _GRAVEYARD.extend((self._db, self._lock_fd))
+            fresh = self._reopen()
+            self._db, self._lock_fd, self._pid = fresh._db, fresh._lock_fd, os.getpid()
+        return self._db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the writers' kernel lock."""
+        with self._thread_lock:
+            db = self._current()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    yield db
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise damaged(self.path, exc) from None
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._since_check += 1
+            if self._since_check >= self._check_every:
+                self._since_check = 0
+                self._checkpoint_if_large(db)
+
+    def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        with self._thread_lock:
+            db = self._current()
+            try:
+                return query(db)
+            except sqlite3.Error as exc:
+                raise damaged(self.path, exc) from None
+
+    def _checkpoint_if_large(self, db: sqlite3.Connection) -> None:
+        try:
+            size = self.path.with_name(self.path.name + "-wal").stat().st_size
+        except OSError:
+            return
+        if size > WAL_LIMIT:
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:
+                raise damaged(self.path, exc) from None
+
+    def checkpoint(self) -> None:
+        """Copy the WAL back into the database without blocking writers (PASSIVE)."""
+        self._read(lambda db: db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+
+    def close(self) -> None:
+        """Close this process's connection (the last one to close folds the WAL back)."""
+        with self._thread_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if os.getpid() != self._pid:
+                _GRAVEYARD.extend((self._db, self._lock_fd))
+                return
+            try:
+                self._db.close()
+            finally:
+                os.close(self._lock_fd)
+
+    # -- usage ----------------------------------------------------------------------------------
+    def add(self, dimension: str, micros: int, hour: int) -> int:
+        """Add ``micros`` to ``dimension`` in ``hour``, or in the next open hour when that one is
+        sealed, sent or lost; return the hour credited. Durable when it returns. `UsageError` if
+        the hour's total would exceed MeterUsage's maximum."""
+        with self._write() as db:
+            for _ in range(_MAX_CARRY):
+                try:
+                    changed = db.execute(
+                        ADD, (dimension, hour, micros, -micros, row_crc(dimension, hour))
+                    ).rowcount
+                except sqlite3.IntegrityError:
+                    raise self._over(db, dimension, micros, hour) from None
+                if changed:
+                    return hour
+                hour += HOUR
+        raise damaged(self.path, ValueError(f"{dimension} has no open hour to add to"))
+
+    def _over(self, db: sqlite3.Connection, dimension: str, micros: int, hour: int) -> Exception:
+        row = db.execute(
+            "SELECT micros FROM buckets WHERE dimension = ? AND hour = ?", (dimension, hour)
+        ).fetchone()
+        if row is None:
+            return damaged(self.path, ValueError("a new bucket was refused"))
+        total = format_quantity(from_micros(int(row[0]) + micros))
+        return UsageError(
+            f"{dimension} for {hour_text(hour)} would total {total}, over MeterUsage's "
+            f"{MAX_QUANTITY}"
         )
 
+    def declare(self, dimensions: Sequence[str]) -> None:
+        """Record the product's pricing dimensions (the ones `add` may name)."""
+        if not dimensions:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO dimensions (name, crc) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(name, name_crc(name)) for name in dimensions],
+            )
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    def declared(self) -> tuple[str, ...]:
+        """The dimensions any process of the task declared, verified."""
+        rows = self._read(lambda db: db.execute("SELECT name, crc FROM dimensions").fetchall())
+        for name, crc in rows:
+            if not isinstance(name, str) or crc != name_crc(name):
+                raise damaged(self.path, ValueError("a declared dimension fails its check value"))
+        return tuple(sorted(name for name, _ in rows))
+
+    def buckets(self, states: Sequence[str]) -> list[Bucket]:
+        """The buckets in ``states``, oldest first, each verified."""
+        marks = ", ".join("?" * len(states))
+        rows = self._read(
+            lambda db: db.execute(
+                f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE state IN ({marks}) "  # noqa: S608 - placeholders only
+                "ORDER BY hour, dimension",
+                tuple(states),
+            ).fetchall()
+        )
+        return [self._verified(row) for row in rows]
+
+    def pending(self) -> list[Bucket]:
+        return self.buckets(UNSENT)
+
+    def lost(self) -> list[Bucket]:
+        return self.buckets(LOST)
+
+    def _verified(self, row: tuple[object, ...]) -> Bucket:
+        try:
+            return verify_bucket(row)
+        except ValueError as exc:
+            raise damaged(self.path, exc) from None
+
+    def verify(self) -> None:
+        """The whole store: SQLite's structural check, then every row's own checks."""
+
+        def quick_check(db: sqlite3.Connection) -> list[str]:
+            return [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
+
+        problems = self._read(quick_check)
+        if problems != ["ok"]:
+            raise damaged(self.path, ValueError("; ".join(problems[:3])))
+        self.buckets(("open", "sealed", "sent", "refused", "expired"))
+        self.declared()
+
+    # -- sending (the lease holder) -------------------------------------------------------------
+    def expire(self, now: float) -> list[Bucket]:
+        """Mark unsent buckets too old for MeterUsage as expired; return them."""
+        limit = expire_before(now)
+        with self._write() as db:
+            rows = db.execute(
+                f"SELECT {BUCKET_COLUMNS} FROM buckets WHERE state IN ('open', 'sealed') "  # noqa: S608 - constant columns
+                "AND hour < ? ORDER BY hour, dimension",
+                (limit,),
+            ).fetchall()
+            expired = [self._verified(row) for row in rows]
+            db.execute(
+                "UPDATE buckets SET state = 'expired', error = ? "
+                "WHERE state IN ('open', 'sealed') AND hour < ?",
+                ("not reported within MeterUsage's 6 hours", limit),
+            )
+        return expired
+
+    def seal(self, now: float, *, current_hour: bool) -> list[Bucket]:
+        """Freeze every open hour that has ended (and the current one, if ``current_hour``);
+        return every sealed bucket, oldest first. A sealed quantity never changes again."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE buckets SET state = 'sealed' WHERE state = 'open' AND hour <= ?",
+                (seal_through(now, current_hour=current_hour),),
+            )
+        return self.buckets(("sealed",))
+
+    def mark_sent(self, bucket: Bucket, record_id: str) -> None:
+        """Record AWS's MeteringRecordId for a sealed bucket (a no-op if it was already)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE buckets SET state = 'sent', record_id = ?, error = NULL "
+                "WHERE dimension = ? AND hour = ? AND state = 'sealed' AND micros = ?",
+                (one_line(record_id, 128), bucket.dimension, bucket.hour, bucket.micros),
+            )
+
+    def mark_refused(self, bucket: Bucket, reason: str) -> None:
+        """Keep a sealed bucket AWS refused for good, with the reason, out of the sending."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE buckets SET state = 'refused', error = ? "
+                "WHERE dimension = ? AND hour = ? AND state = 'sealed'",
+                (one_line(reason, 600), bucket.dimension, bucket.hour),
+            )
+
+    def forget(self, now: float) -> None:
+        """Delete sent buckets too old for any usage to arrive for their hour."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM buckets WHERE state = 'sent' AND hour < ?", (forget_before(now),)
+            )
+
+    # -- the lease and the members --------------------------------------------------------------
+    def claim(self, member: str, kind: str, now: float, ttl: float) -> str | None:
+        """Record that ``member`` is alive, and give it the sender's lease if the lease is free,
+        expired, or its own (renewing it for ``ttl`` seconds). Returns the holder afterwards."""
+        now_ms, ttl_ms = int(now * 1000), int(ttl * 1000)
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO members (id, kind, heartbeat) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
+                (member, kind, now_ms),
+            )
+            db.execute("DELETE FROM members WHERE heartbeat < ?", (now_ms - 24 * 3_600_000,))
+            row = db.execute("SELECT holder, expires FROM lease WHERE id = 1").fetchone()
+            if row is not None and row[0] not in {None, member} and row[1] > now_ms:
+                return str(row[0])
+            db.execute(
+                "INSERT INTO lease (id, holder, expires) VALUES (1, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, "
+                "expires = excluded.expires",
+                (member, now_ms + ttl_ms),
+            )
+            return member
+
+    def holder(self, now: float) -> str | None:
+        """The member holding an unexpired lease, if any."""
+        row = self._read(
+            lambda db: db.execute("SELECT holder, expires FROM lease WHERE id = 1").fetchone()
+        )
+        if row is None or row[0] is None or row[1] <= int(now * 1000):
+            return None
+        return str(row[0])
+
+    def release(self, member: str) -> None:
+        """Give up the lease if ``member`` holds it, so another process takes over at once."""
+        with self._write() as db:
+            db.execute("UPDATE lease SET holder = NULL, expires = 0 WHERE holder = ?", (member,))
+
+    def leave(self, member: str) -> None:
+        """``member`` stops: release its lease and forget it."""
+        with self._write() as db:
+            db.execute("UPDATE lease SET holder = NULL, expires = 0 WHERE holder = ?", (member,))
+            db.execute("DELETE FROM members WHERE id = ?", (member,))
+
+    def members(self, now: float, ttl: float) -> list[Member]:
+        """The members heard from within the last ``ttl`` seconds."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT id, kind, heartbeat FROM members WHERE heartbeat > ? ORDER BY id",
+                (int((now - ttl) * 1000),),
+            ).fetchall()
+        )
+        return [Member(str(i), str(k), int(h) / 1000) for i, k, h in rows]
