@@ -106,22 +106,20 @@ def parse_timestamp(text: str | None, now: float) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds) or not 0 <= seconds <= _LAST_TIME:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
             raise UsageError(
-                f"--timestamp {one_line(text, 60)!r} is not a time between 1970 and 9999",
-                remedy="give epoch seconds or an ISO 8601 time, such as 2026-11-21T10:00:00Z",
-            )
-        return seconds
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-    except (ValueError, OverflowError):
+                f"--timestamp {one_line(text, 60)!r} is not an ISO 8601 time or epoch seconds",
+                remedy="for example 2026-11-21T10:00:00Z",
+            ) from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= _LAST_TIME:
         raise UsageError(
-            f"--timestamp {one_line(text, 60)!r} is not an ISO 8601 time or epoch seconds",
-            remedy="for example 2026-11-21T10:00:00Z",
-        ) from None
+            f"--timestamp {one_line(text, 60)!r} is not a time between 1970 and 9999",
+            remedy="give epoch seconds or an ISO 8601 time, such as 2026-11-21T10:00:00Z",
+        )
+    return seconds
 
 
 def _instance_id(flag: str | None) -> str:

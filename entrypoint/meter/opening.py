@@ -33,7 +33,7 @@ from entrypoint.errors import ConfigurationError, one_line
 from . import places
 from .book import Bucket, meta_crc, name_crc, row_crc
 from .schema import APPLICATION_ID, DDL, FORMAT, SCHEMA_VERSION, expected_schema
-from .store import WAL_LIMIT, Durability, UsageStore, damaged
+from .store import SQLITE_ERRORS, WAL_LIMIT, Durability, UsageStore, damaged
 
 if TYPE_CHECKING:
     from .legacy import LegacyState
@@ -106,6 +106,8 @@ def open_store(
 
 def _open_lock(database: Path) -> int:
     lock = database.with_name(database.name + places.LOCK_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        places.check_file(lock, lock.lstat())  # name a planted link instead of ELOOP
     flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         fd = os.open(lock, flags, 0o600)
@@ -148,19 +150,20 @@ def _open_checked(
         _publish(_build(database, product_code, durability or "process", clock, None), database)
         info = places.check_names(database)
     connection = _connect(database)
+    meta: tuple[str, str, str] | None = None
     try:
         meta = _identity(connection, database)
-    except sqlite3.DatabaseError as exc:
+    except SQLITE_ERRORS as exc:
         connection.close()
         if "not a database" not in str(exc) or not _is_json(database):
             raise damaged(database, exc) from None
-        _import(database, product_code, durability, clock)
-        info = places.check_names(database)
-        connection = _connect(database)
-        meta = None
     except BaseException:
         connection.close()
         raise
+    if meta is None:  # a JSON state file of an earlier version
+        _import(database, product_code, durability, clock)
+        info = places.check_names(database)
+        connection = _connect(database)
     try:
         meta = meta or _identity(connection, database)
         stored = _settle(
@@ -171,7 +174,7 @@ def _open_checked(
             durability=durability,
             info=info,
         )
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         connection.close()
         raise damaged(database, exc) from None
     except BaseException:
@@ -225,18 +228,27 @@ def _connect(database: Path, *, create: bool = False) -> sqlite3.Connection:
             check_same_thread=False,  # UsageStore serialises its threads itself
             timeout=BUSY_TIMEOUT,
         )
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         raise damaged(database, exc) from None
+    connection.text_factory = _text
     try:
         # A schema from a hostile file must not run functions with side effects.
         connection.execute("PRAGMA trusted_schema = OFF")
         connection.execute("PRAGMA cell_size_check = ON")  # damage found earlier, not later
         connection.execute("PRAGMA wal_autocheckpoint = 0")  # ours, outside the writers' lock
         connection.execute(f"PRAGMA journal_size_limit = {WAL_LIMIT}")
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         connection.close()
         raise damaged(database, exc) from None
     return connection
+
+
+def _text(raw: bytes) -> str:
+    """TEXT values: UTF-8 or a database error (a flipped bit must not escape as UnicodeError)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise sqlite3.DataError("a text value is not UTF-8") from None
 
 
 def _identity(connection: sqlite3.Connection, database: Path) -> tuple[str, str, str]:
@@ -381,7 +393,7 @@ def _build(
             os.fsync(fd)
         finally:
             os.close(fd)
-    except sqlite3.Error as exc:
+    except SQLITE_ERRORS as exc:
         _unlink_quietly(temporary)
         raise damaged(database, exc) from None
     except BaseException:

@@ -89,9 +89,10 @@ def locate(path: Path | str) -> Path:
     """The store's one real path: the directory's links resolved, and a link at the file itself
     resolved once to an existing regular file. `ConfigurationError` for a link to nothing or a
     name that is not a file name."""
-    given = Path(os.path.abspath(os.fspath(path)))  # noqa: PTH100 - lexical: links resolved below
-    if not given.name or given.name in {".", ".."} or os.fspath(path).endswith("/"):
+    raw = os.fspath(path)
+    if raw.rsplit("/", 1)[-1] in {"", ".", ".."}:
         raise refuse(path, "is not a file name", "name a file, such as /var/run/meter/usage.db")
+    given = Path(os.path.abspath(raw))  # noqa: PTH100 - lexical only: links are resolved below
     candidate = Path(os.path.realpath(given.parent)) / given.name
     try:
         info = os.lstat(candidate)

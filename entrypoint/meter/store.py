@@ -53,7 +53,7 @@ from .book import (
 from .hours import HOUR, MAX_QUANTITY, format_quantity, from_micros, hour_text
 from .schema import ADD, BUCKET_COLUMNS
 
-__all__ = ["WAL_LIMIT", "Durability", "Member", "UsageStore", "damaged"]
+__all__ = ["SQLITE_ERRORS", "WAL_LIMIT", "Durability", "Member", "UsageStore", "damaged"]
 
 Durability = Literal["process", "machine"]
 T = TypeVar("T")
@@ -63,7 +63,10 @@ WAL_LIMIT = 4 * 1024 * 1024
 # Usage is carried at most this many hours forward (past sealed, sent or lost hours); beyond it
 # the store's hours are not what this package writes.
 _MAX_CARRY = 48
-_GRAVEYARD: list[object] = []  # connections and descriptors inherited across fork: never closed
+_GRAVEYARD: list[object] = []
+# What a damaged file can make sqlite3 raise: its own errors, and a UnicodeDecodeError when
+# SQLite's error message quotes damaged bytes (sqlite3 decodes messages as UTF-8).
+SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)  # connections and descriptors inherited across fork: never closed
 
 
 class Member(NamedTuple):
@@ -78,7 +81,11 @@ class Member(NamedTuple):
 def damaged(path: Path | str, exc: BaseException) -> ConfigurationError:
     """The error for a store SQLite cannot use: damaged, truncated, not a database, or on a
     volume that cannot be written (read-only, full, gone)."""
-    text = one_line(exc, 160)
+    text = (
+        "SQLite reported damage it could not describe"
+        if isinstance(exc, UnicodeDecodeError)
+        else one_line(exc, 160)
+    )
     if isinstance(exc, sqlite3.OperationalError) or "unable to open" in text:
         return ConfigurationError(
             f"the meter store {one_line(path, 200)} cannot be used: {text}",
@@ -144,7 +151,7 @@ class UsageStore:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as exc:
+            except SQLITE_ERRORS as exc:
                 raise damaged(self.path, exc) from None
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -158,7 +165,7 @@ class UsageStore:
             db = self._current()
             try:
                 return query(db)
-            except sqlite3.Error as exc:
+            except SQLITE_ERRORS as exc:
                 raise damaged(self.path, exc) from None
 
     def _checkpoint_if_large(self, db: sqlite3.Connection) -> None:
@@ -169,7 +176,7 @@ class UsageStore:
         if size > WAL_LIMIT:
             try:
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:
+            except SQLITE_ERRORS as exc:
                 raise damaged(self.path, exc) from None
 
     def checkpoint(self) -> None:
