@@ -188,7 +188,6 @@ def _status(argv: Sequence[str]) -> int:
 
     from .hours import format_quantity, hour_text
     from .opening import open_store
-    from .sender import LEASE_SECONDS
 
     args = _parser("status", "Show the task's usage store as JSON.").parse_args(list(argv))
     path, product, durability, _ = _common(args)
@@ -215,7 +214,7 @@ def _status(argv: Sequence[str]) -> int:
             "durability": store.durability,
             "dimensions": list(store.declared()),
             "sender": store.holder(now),
-            "members": [m.id for m in store.members(now, LEASE_SECONDS)],
+            "members": [m.id for m in store.members(now)],
             "pending": rows(store.pending()),
             "lost": rows(store.lost()),
         }

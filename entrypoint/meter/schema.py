@@ -67,7 +67,7 @@ CREATE TABLE lease (
 CREATE TABLE members (
     id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 300),
     kind TEXT NOT NULL CHECK (kind IN ('meter', 'serve')),
-    heartbeat INTEGER NOT NULL CHECK (heartbeat >= 0)
+    alive_until INTEGER NOT NULL CHECK (alive_until >= 0)
 ) STRICT, WITHOUT ROWID;
 """
 

@@ -287,7 +287,7 @@ class Sender:
         """Stop: send what is due, and the current hour too when no other member of the task is
         alive; then release the lease and leave. Usage not sent stays in the store."""
         now = self._clock()
-        others = [m for m in self.store.members(now, self.lease_seconds) if m.id != self.id]
+        others = [m for m in self.store.members(now) if m.id != self.id]
         try:
             report = self.round(current_hour=not others)
         finally:

@@ -66,16 +66,20 @@ _MAX_CARRY = 48
 _GRAVEYARD: list[object] = []
 # What a damaged file can make sqlite3 raise: its own errors, and a UnicodeDecodeError when
 # SQLite's error message quotes damaged bytes (sqlite3 decodes messages as UTF-8).
-SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)  # connections and descriptors inherited across fork: never closed
+SQLITE_ERRORS = (
+    sqlite3.Error,
+    UnicodeDecodeError,
+)  # connections and descriptors inherited across fork: never closed
 
 
 class Member(NamedTuple):
     """A process of the task that meters (``meter``) or sends (``serve``), as the store knows it:
-    its id and the last time it was heard from."""
+    its id, and until when it counts as alive unless heard from again (its own lease length
+    after it was last heard from)."""
 
     id: str
     kind: str
-    heartbeat: float
+    alive_until: float
 
 
 def damaged(path: Path | str, exc: BaseException) -> ConfigurationError:
@@ -336,16 +340,16 @@ class UsageStore:
 
     # -- the lease and the members --------------------------------------------------------------
     def claim(self, member: str, kind: str, now: float, ttl: float) -> str | None:
-        """Record that ``member`` is alive, and give it the sender's lease if the lease is free,
-        expired, or its own (renewing it for ``ttl`` seconds). Returns the holder afterwards."""
+        """Record that ``member`` is alive for ``ttl`` seconds more, and give it the sender's lease
+        for as long if the lease is free, expired, or its own. Returns the holder afterwards."""
         now_ms, ttl_ms = int(now * 1000), int(ttl * 1000)
         with self._write() as db:
             db.execute(
-                "INSERT INTO members (id, kind, heartbeat) VALUES (?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
-                (member, kind, now_ms),
+                "INSERT INTO members (id, kind, alive_until) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET alive_until = excluded.alive_until",
+                (member, kind, now_ms + ttl_ms),
             )
-            db.execute("DELETE FROM members WHERE heartbeat < ?", (now_ms - 24 * 3_600_000,))
+            db.execute("DELETE FROM members WHERE alive_until < ?", (now_ms - 24 * 3_600_000,))
             row = db.execute("SELECT holder, expires FROM lease WHERE id = 1").fetchone()
             if row is not None and row[0] not in {None, member} and row[1] > now_ms:
                 return str(row[0])
@@ -377,12 +381,12 @@ class UsageStore:
             db.execute("UPDATE lease SET holder = NULL, expires = 0 WHERE holder = ?", (member,))
             db.execute("DELETE FROM members WHERE id = ?", (member,))
 
-    def members(self, now: float, ttl: float) -> list[Member]:
-        """The members heard from within the last ``ttl`` seconds."""
+    def members(self, now: float) -> list[Member]:
+        """The members that count as alive at ``now``."""
         rows = self._read(
             lambda db: db.execute(
-                "SELECT id, kind, heartbeat FROM members WHERE heartbeat > ? ORDER BY id",
-                (int((now - ttl) * 1000),),
+                "SELECT id, kind, alive_until FROM members WHERE alive_until > ? ORDER BY id",
+                (int(now * 1000),),
             ).fetchall()
         )
         return [Member(str(i), str(k), int(h) / 1000) for i, k, h in rows]
