@@ -57,8 +57,9 @@ __all__ = ["SQLITE_ERRORS", "WAL_LIMIT", "Durability", "Member", "UsageStore", "
 
 Durability = Literal["process", "machine"]
 T = TypeVar("T")
-# The WAL is copied back into the database once it holds about this much (1,000 pages of 4 KiB);
-# PRAGMA journal_size_limit truncates it back to this size when SQLite restarts it.
+# The WAL is copied back into the database once it holds about this much (4,000 pages of 1 KiB:
+# each add appends one page); PRAGMA journal_size_limit truncates it back to this size when
+# SQLite restarts it.
 WAL_LIMIT = 4 * 1024 * 1024
 # Usage is carried at most this many hours forward (past sealed, sent or lost hours); beyond it
 # the store's hours are not what this package writes.
@@ -159,10 +160,14 @@ class UsageStore:
                 raise damaged(self.path, exc) from None
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            self._since_check += 1
-            if self._since_check >= self._check_every:
-                self._since_check = 0
-                self._checkpoint_if_large(db)
+            self._committed(db)
+
+    def _committed(self, db: sqlite3.Connection) -> None:
+        """After a commit, outside the writers' lock: now and then, fold a large WAL back."""
+        self._since_check += 1
+        if self._since_check >= self._check_every:
+            self._since_check = 0
+            self._checkpoint_if_large(db)
 
     def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         with self._thread_lock:
@@ -205,19 +210,30 @@ class UsageStore:
     def add(self, dimension: str, micros: int, hour: int) -> int:
         """Add ``micros`` to ``dimension`` in ``hour``, or in the next open hour when that one is
         sealed, sent or lost; return the hour credited. Durable when it returns. `UsageError` if
-        the hour's total would exceed MeterUsage's maximum."""
-        with self._write() as db:
-            for _ in range(_MAX_CARRY):
-                try:
-                    changed = db.execute(
-                        ADD, (dimension, hour, micros, -micros, row_crc(dimension, hour))
-                    ).rowcount
-                except sqlite3.IntegrityError:
-                    raise self._over(db, dimension, micros, hour) from None
-                if changed:
-                    return hour
-                hour += HOUR
-        raise damaged(self.path, ValueError(f"{dimension} has no open hour to add to"))
+        the hour's total would exceed MeterUsage's maximum.
+
+        The hot path: one statement, which SQLite runs as a transaction of its own (autocommit),
+        under the writers' lock; when the hour is not open it changes nothing, and the next
+        hour is tried the same way."""
+        with self._thread_lock:
+            db = self._current()
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                for _ in range(_MAX_CARRY):
+                    values = (dimension, hour, micros, -micros, row_crc(dimension, hour))
+                    if db.execute(ADD, values).rowcount:
+                        break
+                    hour += HOUR
+                else:
+                    raise damaged(self.path, ValueError(f"{dimension} has no open hour to add to"))
+            except sqlite3.IntegrityError:
+                raise self._over(db, dimension, micros, hour) from None
+            except SQLITE_ERRORS as exc:
+                raise damaged(self.path, exc) from None
+            finally:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._committed(db)
+        return hour
 
     def _over(self, db: sqlite3.Connection, dimension: str, micros: int, hour: int) -> Exception:
         row = db.execute(
