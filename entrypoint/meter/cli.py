@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from entrypoint.errors import BootstrapInterrupted, UsageError, one_line
 from entrypoint.signals import Interrupted
@@ -93,35 +91,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The latest time --timestamp may name: datetime's own limit, 9999-12-31T23:59:59Z.
-_LAST_TIME = 253_402_300_799.0
-
-
-def parse_timestamp(text: str | None, now: float) -> float:
-    """``--timestamp`` as epoch seconds; `UsageError` if it is not a time: not ISO 8601 or a
-    number, not finite (``nan``, ``inf``), or outside 1970-9999 (``1e20``)."""
-    if text is None:
-        return now
-    value = text.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-            seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-        except (ValueError, OverflowError):
-            raise UsageError(
-                f"--timestamp {one_line(text, 60)!r} is not an ISO 8601 time or epoch seconds",
-                remedy="for example 2026-11-21T10:00:00Z",
-            ) from None
-    if not math.isfinite(seconds) or not 0 <= seconds <= _LAST_TIME:
-        raise UsageError(
-            f"--timestamp {one_line(text, 60)!r} is not a time between 1970 and 9999",
-            remedy="give epoch seconds or an ISO 8601 time, such as 2026-11-21T10:00:00Z",
-        )
-    return seconds
-
-
 def _instance_id(flag: str | None) -> str:
     import socket
 
@@ -162,7 +131,14 @@ def _meter(argv: Sequence[str]) -> int:
     from entrypoint.region import default_region_chain, resolve_region
     from entrypoint.retry import Backoff
 
-    from .hours import check_dimension, client_token, format_quantity, hour_start, hour_text
+    from .hours import (
+        check_dimension,
+        client_token,
+        format_quantity,
+        hour_start,
+        hour_text,
+        parse_timestamp,
+    )
     from .hours import parse_quantity as quantity_of
     from .send import meter_dry_run, send_usage
 

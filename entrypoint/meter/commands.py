@@ -139,7 +139,15 @@ def _common(args: argparse.Namespace) -> tuple[str, str, Durability | None, tupl
 def _add(argv: Sequence[str]) -> int:
     import time
 
-    from .hours import check_dimension, hour_start, hour_text, parse_quantity, to_micros, usage_time
+    from .hours import (
+        check_dimension,
+        hour_start,
+        hour_text,
+        parse_quantity,
+        parse_timestamp,
+        to_micros,
+        usage_time,
+    )
     from .opening import open_store
 
     parser = _parser("add", "Add usage to the task's usage store (no network).")
@@ -155,8 +163,6 @@ def _add(argv: Sequence[str]) -> int:
     path, product, durability, declared = _common(args)
     dimension = check_dimension(args.dimension)
     micros = to_micros(parse_quantity(args.quantity))
-    from .cli import parse_timestamp
-
     now = time.time()
     when = usage_time(parse_timestamp(args.timestamp, now), now)
     store = open_store(

@@ -35,6 +35,7 @@ __all__ = [
     "hour_start",
     "hour_text",
     "parse_quantity",
+    "parse_timestamp",
     "seconds_to_next_hour",
     "to_micros",
     "usage_time",
@@ -184,3 +185,28 @@ def client_token(*parts: object) -> str:
 
     namespace = uuid.uuid5(uuid.NAMESPACE_URL, _NAMESPACE_URL)
     return str(uuid.uuid5(namespace, "\n".join(str(p) for p in parts)))
+
+
+def parse_timestamp(text: str | None, now: float) -> float:
+    """``--timestamp`` as epoch seconds; `UsageError` if it is not a time: not ISO 8601 or a
+    number, not finite (``nan``, ``inf``), or outside 1970-9999 (``1e20``)."""
+    if text is None:
+        return now
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            seconds = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
+            raise UsageError(
+                f"--timestamp {one_line(text, 60)!r} is not an ISO 8601 time or epoch seconds",
+                remedy="for example 2026-11-21T10:00:00Z",
+            ) from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= _LAST_TIME:
+        raise UsageError(
+            f"--timestamp {one_line(text, 60)!r} is not a time between 1970 and 9999",
+            remedy="give epoch seconds or an ISO 8601 time, such as 2026-11-21T10:00:00Z",
+        )
+    return seconds
