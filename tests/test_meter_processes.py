@@ -414,3 +414,52 @@ def test_usage_of_a_task_is_counted_in_one_store_whatever_the_process(tmp_path: 
     assert [c.wait(timeout=60) for c in children] == [0, 0]
     parent.close()
     assert rows(store) == [("users", 3600, 6000, "open")]
+
+
+FORKED = """
+import os, sys
+from entrypoint import UsageError
+from entrypoint.meter import Meter
+def meter():
+    return Meter(product_code="prod-prefork", dimensions=["users"], state_file=sys.argv[1],
+        client=object(), clock=lambda: 7200.0 + 60)
+def in_child(work):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            work()
+            os.write(1, b"child added\\n")
+        except UsageError as error:
+            os.write(1, f"child refused: {error.diagnosis()}\\n".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+parent = meter().start(preflight=False, background=False)
+parent.add("users", 1)  # open when the process forks (a server that preloads its app)
+in_child(lambda: parent.add("users", 1))  # the inherited connection
+in_child(lambda: meter().start(preflight=False, background=False).add("users", 1))  # a new one
+parent.add("users", 1)  # the parent's connection is as it was
+parent.store.close()  # closed (not sent: this test has no Metering endpoint)
+in_child(lambda: meter().start(preflight=False, background=False).add("users", 1))  # after close
+print(sum(q for _, _, q in meter().start(preflight=False, background=False).pending()))
+"""
+
+
+def test_a_process_forked_while_the_store_was_open_is_refused_it(tmp_path: Path) -> None:
+    """SQLite forbids a connection across fork(), and a child inherits SQLite's record of its
+    parent's locks (sqlite.org/howtocorrupt.html, 2.6): a child forked while its parent had the
+    store open is refused any store, with the remedy; one forked after it closed is fine."""
+    store = tmp_path / "usage.db"
+    run = subprocess.run(
+        [sys.executable, "-c", FORKED, str(store)],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == lines[1]
+    assert lines[0].startswith("child refused: usage error: this process was forked while its ")
+    assert "in post_fork, not at import with preload_app" in lines[0]
+    assert lines[2:] == ["child added", "3"]

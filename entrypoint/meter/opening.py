@@ -33,7 +33,7 @@ from entrypoint.errors import ConfigurationError, one_line
 from . import places
 from .book import Bucket, meta_crc, name_crc, row_crc
 from .schema import APPLICATION_ID, DDL, FORMAT, SCHEMA_VERSION, expected_schema
-from .store import SQLITE_ERRORS, WAL_LIMIT, Durability, UsageStore, damaged
+from .store import SQLITE_ERRORS, WAL_LIMIT, Durability, UsageStore, damaged, refuse_if_forked
 
 if TYPE_CHECKING:
     from .legacy import LegacyState
@@ -68,16 +68,7 @@ def open_store(
     damaged.
     """
 
-    def reopen() -> UsageStore:
-        return open_store(
-            path,
-            product_code=product_code,
-            durability=durability,
-            verify=False,
-            check_every=check_every,
-            clock=clock,
-        )
-
+    refuse_if_forked()
     database = places.locate(path)
     places.check_directory(database)
     lock_fd = _open_lock(database)
@@ -94,7 +85,6 @@ def open_store(
                 instance_id=meta[0],
                 durability=meta[1],
                 check_every=check_every,
-                reopen=reopen,
             )
     except BaseException:
         os.close(lock_fd)

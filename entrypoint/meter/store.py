@@ -21,9 +21,12 @@ checked and imported). What a `UsageStore` guarantees:
 * **Nothing is read on trust.** Rows are verified as they are read (`book.verify_bucket`), and a
   damaged, truncated or foreign file is a `ConfigurationError` naming the file, never an empty
   book.
-* **Forks.** A connection must not be used across ``fork()`` (sqlite.org/howtocorrupt.html, 2.6):
-  a store used in a child process opens its own connection and lock, and leaves the inherited
-  ones untouched (never closed, so the parent's locks are not disturbed).
+* **Forks.** A connection must not be used across ``fork()`` (sqlite.org/howtocorrupt.html, 2.6),
+  and SQLite's per-process lock records, inherited by a child, describe the parent's locks: a
+  child whose parent had a store open can therefore use no store at all. Such a child is refused
+  with a `UsageError` (open the store, or start the `Meter`, in each worker after the fork); the
+  inherited connections are left untouched, never closed, so the parent's locks stay as they
+  are.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,13 +68,34 @@ WAL_LIMIT = 4 * 1024 * 1024
 # Usage is carried at most this many hours forward (past sealed, sent or lost hours); beyond it
 # the store's hours are not what this package writes.
 _MAX_CARRY = 48
-_GRAVEYARD: list[object] = []
 # What a damaged file can make sqlite3 raise: its own errors, and a UnicodeDecodeError when
 # SQLite's error message quotes damaged bytes (sqlite3 decodes messages as UTF-8).
-SQLITE_ERRORS = (
-    sqlite3.Error,
-    UnicodeDecodeError,
-)  # connections and descriptors inherited across fork: never closed
+SQLITE_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+_GRAVEYARD: list[object] = []  # connections and descriptors inherited across fork: never closed
+_OPEN: weakref.WeakSet[UsageStore] = weakref.WeakSet()  # this process's open stores
+_INHERITED = False  # this process was forked while its parent had a store open
+
+
+def _after_fork_in_child() -> None:
+    global _INHERITED  # noqa: PLW0603 - process-wide by nature: what fork() left behind
+    stores = [s for s in _OPEN if not s._closed]
+    _INHERITED = _INHERITED or bool(stores)
+    for store in stores:
+        _GRAVEYARD.extend((store._db, store._lock_fd))  # kept referenced: never closed here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def refuse_if_forked() -> None:
+    """`UsageError` in a child forked while its parent had a store open (see the docstring)."""
+    if _INHERITED:
+        raise UsageError(
+            "this process was forked while its parent had the meter store open, so SQLite's "
+            "locks cannot be trusted here",
+            remedy="open the store (start the Meter) in each worker after it is forked, not "
+            "before (gunicorn: in post_fork, not at import with preload_app)",
+        )
 
 
 class Member(NamedTuple):
@@ -116,7 +141,6 @@ class UsageStore:
         instance_id: str,
         durability: Durability,
         check_every: int,
-        reopen: Callable[[], UsageStore],
     ) -> None:
         self.path = path
         self.product_code = product_code
@@ -128,17 +152,16 @@ class UsageStore:
         self._pid = os.getpid()
         self._check_every = max(1, check_every)
         self._since_check = 0
-        self._reopen = reopen
         self._closed = False
+        _OPEN.add(self)
 
     # -- plumbing -------------------------------------------------------------------------------
     def _current(self) -> sqlite3.Connection:
         if self._closed:
             raise UsageError("the meter store is closed")
-        if os.getpid() != self._pid:  # a forked child: its own connection, the parent's kept
-            _GRAVEYARD.extend((self._db, self._lock_fd))
-            fresh = self._reopen()
-            self._db, self._lock_fd, self._pid = fresh._db, fresh._lock_fd, os.getpid()
+        if os.getpid() != self._pid:
+            refuse_if_forked()
+            raise UsageError("the meter store was opened by another process")  # not reached
         return self._db
 
     @contextmanager
