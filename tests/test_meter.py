@@ -96,6 +96,20 @@ def crash(meter: Meter, clock: FakeClock) -> None:
     clock.advance(LEASE + 0.5)
 
 
+def kill_when(script: str, line: str, *args: str) -> None:
+    """Run ``script`` in a real process and SIGKILL it once it prints ``line``."""
+    with subprocess.Popen(
+        [sys.executable, "-c", script, *args], env=child_env(), stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == line
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
+
+
 # -- one record per dimension per hour ------------------------------------------------------------
 
 
@@ -268,19 +282,7 @@ def test_a_killed_process_loses_nothing_and_leaves_no_lock(emulator: Emulator, s
     """A real process, killed with SIGKILL after add() returned while it held the sender's
     lease: real time, real kernel. The lease lapses; the next meter takes over and sends."""
     emulator.state.clock = time.time
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, emulator.url, str(state)],
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        assert child.stdout is not None
-        try:
-            assert child.stdout.readline().strip() == "added"
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
-    assert child.returncode == -signal.SIGKILL
+    kill_when(CHILD, "added", emulator.url, str(state))
     restarted = Meter(
         product_code=PRODUCT,
         dimensions=("users",),
@@ -523,18 +525,7 @@ def test_a_transaction_cut_short_leaves_the_store_whole(
     holding the writers' lock): nothing of it remains, and the lock is free at once."""
     meter = started(emulator, clock, state)
     meter.add("users", 3)
-    with subprocess.Popen(
-        [sys.executable, "-c", HALF_WRITE, str(state)],
-        env=child_env(),
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        assert child.stdout is not None
-        try:
-            assert child.stdout.readline().strip() == "inside"
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
+    kill_when(HALF_WRITE, "inside", str(state))
     assert meter.add("users", 2).timestamp() == H10  # the lock was released by the kernel
     assert rows(state) == [("users", H10, 5_000_000, "open")]
     meter.close()

@@ -249,7 +249,7 @@ def _serve(argv: Sequence[str]) -> int:
         help=f"retry the last sends for this long after SIGTERM (default "
         f"{_DEFAULT_SHUTDOWN_DEADLINE:g})",
     )
-    from entrypoint.flags import add_setting_flags
+    from entrypoint.flags import SETTING_NAMES, add_setting_flags
 
     add_setting_flags(
         parser,
@@ -257,17 +257,7 @@ def _serve(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     settings = parse_settings(
-        {
-            name: getattr(args, name, None)
-            for name in (
-                "deadline",
-                "log_format",
-                "connect_timeout",
-                "read_timeout",
-                "retry_base_delay",
-                "retry_max_delay",
-            )
-        },
+        {name: getattr(args, name, None) for name in SETTING_NAMES if hasattr(args, name)},
         os.environ,
     )
     path, product, durability, declared = _common(args)
