@@ -136,7 +136,10 @@ def test_product_codes_follow_the_api_model(code: object) -> None:
 def test_usage_times() -> None:
     now = float(T0)
     assert usage_time(None, now) == now
-    assert usage_time(now - 6 * HOUR, now) == now - 6 * HOUR  # exactly 6 hours: accepted
+    top = hour_start(now)
+    assert usage_time(top - 6 * HOUR, top) == top - 6 * HOUR  # its hour began 6 hours ago: ok
+    with pytest.raises(UsageError, match=r"is in the hour of 2026-11-21T04:00Z, which began more"):
+        usage_time(now - 6 * HOUR + 1, now)  # within 6 hours, but not its hour
     assert usage_time(datetime.fromtimestamp(now - 60, timezone(timedelta(hours=2))), now) == (
         now - 60
     )

@@ -147,7 +147,9 @@ def from_micros(micros: int) -> Decimal:
 def usage_time(at: object, now: float) -> float:
     """When usage happened, as epoch seconds: ``now`` for None, an aware `datetime`, or epoch
     seconds. `UsageError` for anything else, for a naive datetime, a non-finite or unreadable
-    number, and a time in the future or more than MeterUsage's 6 hours ago."""
+    number, a time in the future, and a time whose hour began more than MeterUsage's 6 hours
+    ago (its record carries the hour's start, which AWS would refuse: the usage could never be
+    billed)."""
     if at is None:
         return now
     if isinstance(at, datetime):
@@ -171,6 +173,12 @@ def usage_time(at: object, now: float) -> float:
             f"usage time {datetime.fromtimestamp(when, UTC).isoformat()} is not within the "
             "last 6 hours",
             remedy="MeterUsage takes usage at most 6 hours old and never from the future",
+        )
+    if now - hour_start(when) > MAX_AGE:  # its record, stamped with the hour, would be refused
+        raise UsageError(
+            f"usage time {datetime.fromtimestamp(when, UTC).isoformat()} is in the hour of "
+            f"{hour_text(hour_start(when))}, which began more than 6 hours ago",
+            remedy="MeterUsage refuses an hour's record more than 6 hours after the hour began",
         )
     return when
 
