@@ -4,6 +4,8 @@ file it replaced, in the same run.
 Ours: `Meter.add` (the public API: validation, the store's transaction, the kernel lock) from 1
 process and from 8 processes on one store, closed loop (as fast as they go), then 8 processes
 paced to the target rate (30,000 adds/s together), where latency is what a busy service sees.
+Each worker's `Meter` runs its background sender, as in production: one of them holds the
+task's lease and folds the WAL back every half second.
 Durable against process death (``synchronous=NORMAL`` in WAL mode); the stricter ``machine``
 durability (an fsync per add) from 1 process is context.
 
@@ -43,7 +45,7 @@ from entrypoint.meter import Meter
 store, count, rate, durability = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 meter = Meter(product_code="prod-bench", dimensions=["requests", "bytes"], state_file=store,
     client=object(), durability=None if durability == "-" else durability)
-meter.start(preflight=False, background=False)
+meter.start(preflight=False)  # with its sender thread: one of the workers holds the lease
 for _ in range(200):
     meter.add("bytes", 1)  # warm-up: statements prepared, pages cached
 print("ready", flush=True)

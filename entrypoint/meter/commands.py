@@ -171,7 +171,7 @@ def _add(argv: Sequence[str]) -> int:
         dimensions=declared,
         durability=durability,
         verify=False,
-        check_every=1,
+        check_every=1,  # one add, then exit: look at the WAL's size every time
     )
     try:
         if dimension not in declared and dimension not in store.declared():

@@ -33,7 +33,14 @@ from entrypoint.errors import ConfigurationError, one_line
 from . import places
 from .book import Bucket, meta_crc, name_crc, row_crc
 from .schema import APPLICATION_ID, DDL, FORMAT, SCHEMA_VERSION, expected_schema
-from .store import SQLITE_ERRORS, WAL_LIMIT, Durability, UsageStore, damaged, refuse_if_forked
+from .store import (
+    SQLITE_ERRORS,
+    WAL_LIMIT,
+    Durability,
+    UsageStore,
+    damaged,
+    refuse_if_forked,
+)
 
 if TYPE_CHECKING:
     from .legacy import LegacyState

@@ -43,7 +43,7 @@ from entrypoint.retry import Backoff
 from .book import Bucket
 from .hours import HOUR, format_quantity, hour_start, hour_text
 from .send import send_usage
-from .store import UsageStore
+from .store import CHECKPOINT_INTERVAL, UsageStore
 
 __all__ = [
     "LEASE_SECONDS",
@@ -142,6 +142,8 @@ class Sender:
         self._uniform = uniform
         self.spread = uniform(0.0, SEND_SPREAD)
         self._next_send = 0.0  # clock time of the next round that sends; 0: at once
+        self._next_claim = 0.0  # clock time of the next heartbeat and claim
+        self._holding = False
 
     # -- one round ------------------------------------------------------------------------------
     def claim(self) -> bool:
@@ -268,20 +270,23 @@ class Sender:
 
     # -- running --------------------------------------------------------------------------------
     def step(self) -> float:
-        """What a running sender does when it wakes: heartbeat and claim; as the holder, send
-        when an hour has ended (plus this sender's spread) or a retry is due, and fold the WAL
-        back. Returns how long to wait (clock seconds) before the next step."""
+        """What a running sender does when it wakes: every third of the lease, heartbeat and
+        claim; as the holder, send when an hour has ended (plus this sender's spread) or a retry
+        is due, and fold the WAL back every `CHECKPOINT_INTERVAL`. Returns how long to wait
+        (clock seconds) before the next step."""
         now = self._clock()
-        renew = self.lease_seconds / 3
-        if not self.claim():
+        if now >= self._next_claim:
+            self._holding = self.claim()
+            self._next_claim = now + self.lease_seconds / 3
+        if not self._holding:
             self._next_send = 0.0  # on taking over, send at once: the holder may have died
-            return renew
+            return max(0.0, self._next_claim - now)
         if now >= self._next_send:
             report = self.round(delay=self.spread)
             after = hour_start(now) + HOUR + self.spread
             self._next_send = min(after, now + RETRY_INTERVAL) if not report.ok else after
         self.store.checkpoint()
-        return max(0.0, min(renew, self._next_send - now))
+        return max(0.0, min(self._next_claim, self._next_send, now + CHECKPOINT_INTERVAL) - now)
 
     def shutdown(self) -> FlushReport:
         """Stop: send what is due, and the current hour too when no other member of the task is
