@@ -6,6 +6,7 @@ no other process of the task is still metering, and exits 0; a second signal end
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -105,7 +106,7 @@ def test_serve_sends_ended_hours_and_the_current_one_at_sigterm(
     add(env, "gb", "1.5")
     add(env, "gb", "1")
     assert serve.stop(signal.SIGTERM) == 0, serve.log
-    assert "meter serve stopped: 1 record(s) sent at shutdown" in serve.log
+    assert re.search(r"meter serve stopped: [12] record\(s\) sent at shutdown", serve.log)
     assert "Traceback" not in serve.log
     totals: dict[str, Decimal] = {}
     for record in emulator.records(billed=True):  # gb: two records if an hour ended in between
