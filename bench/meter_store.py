@@ -14,6 +14,9 @@ Baseline: the JSON state file of entrypoint/meter/store.py before the store (com
 file, fsync, rename, fsync of the directory): from 1 thread and from 8 threads of one process,
 the only way that design could share a file (a second process was refused).
 
+Context for the latency under contention: the same 8 paced processes, each on a store of its
+own (no lock shared between them): what the machine itself adds to an add's latency.
+
 Also ``meter add`` as a command, per call, against ``python -c pass``: what a program in another
 language pays per batch of requests.
 
@@ -88,18 +91,24 @@ def _environment() -> dict[str, str]:
 
 
 def _processes(
-    store: Path, processes: int, count: int, rate: float = 0.0, durability: str = "-"
+    store: Path | list[Path],
+    processes: int,
+    count: int,
+    rate: float = 0.0,
+    durability: str = "-",
 ) -> dict[str, Any]:
+    """``processes`` workers on ``store`` (or each on a store of its own, given a list)."""
+    stores = store if isinstance(store, list) else [store] * processes
     workers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WORKER, str(store), str(count), str(rate), durability],
+            [sys.executable, "-c", _WORKER, str(stores[n]), str(count), str(rate), durability],
             cwd=REPO,
             env=_environment(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        for _ in range(processes)
+        for n in range(processes)
     ]
     for worker in workers:
         if worker.stdout is None or worker.stdout.readline().strip() != "ready":
@@ -178,6 +187,9 @@ def measure(
         one = _processes(fresh("one"), 1, count)
         eight = _processes(fresh("eight"), 8, count // 2)
         paced = _processes(fresh("paced"), 8, count // 4, rate=TARGET_RATE / 8)
+        apart = _processes(
+            [fresh(f"apart{n}") for n in range(8)], 8, count // 4, rate=TARGET_RATE / 8
+        )
         machine = _processes(fresh("machine"), 1, max(200, count // 100), durability="machine")
         (root / "json1").mkdir()
         (root / "json8").mkdir()
@@ -185,7 +197,13 @@ def measure(
         json_eight = _baseline(root / "json8", 8, baseline_count // 4)
         command = _command(fresh("command"), rounds)
     return {
-        "ours": {"one": one, "eight": eight, "eight_paced": paced, "one_machine": machine},
+        "ours": {
+            "one": one,
+            "eight": eight,
+            "eight_paced": paced,
+            "eight_paced_apart": apart,
+            "one_machine": machine,
+        },
         "baseline": {"one": json_one, "eight_threads": json_eight},
         "ratios": {
             "one": one["adds_per_second"] / json_one["adds_per_second"],

@@ -217,6 +217,14 @@ def _meter_rows(meter: dict[str, Any] | None) -> list[str]:
             paced["p99_us"] <= 1000 and paced["adds_per_second"] >= 0.95 * 30_000,
         ),
         _row(
+            "meter: the same, each on a store of its own",
+            _adds(ours["eight_paced_apart"]),
+            "",
+            None,
+            "(context: no shared lock)",
+            None,
+        ),
+        _row(
             "meter: durability machine (fsync), 1 process",
             _adds(ours["one_machine"]),
             "",
