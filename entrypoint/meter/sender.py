@@ -160,6 +160,7 @@ class Sender:
         failed = [self._expired(bucket) for bucket in self.store.expire(now)]
         due = self.store.seal(now - delay if not current_hour else now, current_hour=current_hour)
         sent: list[SentUsage] = []
+        sender: str | None = self.id
         try:
             for bucket in due:
                 outcome = self._send_bucket(bucket)
@@ -170,10 +171,10 @@ class Sender:
                 if not outcome.dropped:
                     break  # not this record's fault (network, credentials): stop this round
         except LeaseLost:
-            pass
+            sender = self.store.holder(self._clock())
         self.store.forget(now)
         return FlushReport(
-            sent=tuple(sent), failed=tuple(failed), pending=self._pending(), sender=self.id
+            sent=tuple(sent), failed=tuple(failed), pending=self._pending(), sender=sender
         )
 
     def _pending(self) -> tuple[tuple[str, datetime, Decimal], ...]:
