@@ -9,6 +9,7 @@ then live through several simulated hours in seconds of real time.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -92,16 +93,35 @@ class Row(NamedTuple):
     state: str
 
 
-def rows(store: Path) -> list[Row]:
-    """Every bucket in the store at ``store``, read through a connection of its own."""
-    connection = sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)
+def _select(path: Path, query: str) -> list[tuple[Any, ...]]:
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        found = connection.execute(
-            "SELECT dimension, hour, micros, state FROM buckets ORDER BY hour, dimension"
-        ).fetchall()
+        return connection.execute(query).fetchall()
     finally:
         connection.close()
-    return [Row(*row) for row in found]
+
+
+def shard_files(store: Path) -> list[Path]:
+    """The shards beside the store (``<store>-shard-<16 hex>``)."""
+    pattern = re.compile(re.escape(store.name) + r"-shard-[0-9a-f]{16}")
+    return sorted(p for p in store.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def rows(store: Path) -> list[Row]:
+    """The task's whole book, read with connections of its own: the store's buckets, with the
+    usage still in shards (always open) added to the open ones."""
+    book = {
+        (d, h): Row(d, h, m, s)
+        for d, h, m, s in _select(store, "SELECT dimension, hour, micros, state FROM buckets")
+    }
+    for shard in shard_files(store):
+        for d, h, m in _select(shard, "SELECT dimension, hour, micros FROM buckets"):
+            known = book.get((d, h))
+            if known is None:
+                book[(d, h)] = Row(d, h, m, "open")
+            elif known.state == "open":
+                book[(d, h)] = known._replace(micros=known.micros + m)
+    return sorted(book.values(), key=lambda r: (r.hour, r.dimension))
 
 
 def billed(emulator: Emulator) -> list[tuple[str, float, str]]:

@@ -36,6 +36,7 @@ from entrypoint.meter.hours import (
     to_micros,
     usage_time,
 )
+from entrypoint.meter.ledger import close_hours
 from entrypoint.meter.opening import open_store
 from entrypoint.meter.store import UsageStore
 
@@ -231,18 +232,18 @@ def test_the_book_sums_per_dimension_and_hour(store: UsageStore) -> None:
 
 def test_the_store_seals_only_ended_hours_unless_on_shutdown(store: UsageStore) -> None:
     store.add("users", 1, H10)
-    assert store.seal(H10 + HOUR - 1, current_hour=False) == []
-    assert [b.hour for b in store.seal(H10 + HOUR - 1, current_hour=True)] == [H10]
+    assert close_hours(store, H10 + HOUR - 1, current_hour=False) == []
+    assert [b.hour for b in close_hours(store, H10 + HOUR - 1, current_hour=True)] == [H10]
 
 
 def test_future_hours_are_never_sealed(store: UsageStore) -> None:
     store.add("users", 1, H10 + HOUR)
-    assert store.seal(H10 + 60, current_hour=True) == []
+    assert close_hours(store, H10 + 60, current_hour=True) == []
 
 
 def test_usage_for_a_sealed_hour_is_carried_into_the_next_open_hour(store: UsageStore) -> None:
     store.add("users", 1_000_000, H10)
-    (sealed,) = store.seal(H10 + 60, current_hour=True)
+    (sealed,) = close_hours(store, H10 + 60, current_hour=True)
     store.mark_sent(sealed, "record-1")
     assert store.add("users", 2_000_000, H10) == H10 + HOUR
     assert book(store) == [
@@ -261,7 +262,7 @@ def test_an_hour_over_the_maximum_is_refused_and_nothing_counted(store: UsageSto
 def test_expired_hours_are_kept_as_lost_and_old_sent_hours_forgotten(store: UsageStore) -> None:
     store.add("users", 1, H10)
     store.add("gb", 1, H10)
-    (gb, _) = store.seal(H10 + HOUR, current_hour=False)
+    (gb, _) = close_hours(store, H10 + HOUR, current_hour=False)
     store.mark_sent(gb, "record-1")
     assert store.expire(H10 + 6 * HOUR) == []  # exactly 6 hours: still ok
     assert [b.dimension for b in store.expire(H10 + 6 * HOUR + 1)] == ["users"]
@@ -272,7 +273,7 @@ def test_expired_hours_are_kept_as_lost_and_old_sent_hours_forgotten(store: Usag
 
 def test_a_sealed_quantity_never_changes(store: UsageStore) -> None:
     store.add("users", 5, H10)
-    (sealed,) = store.seal(H10 + HOUR, current_hour=False)
+    (sealed,) = close_hours(store, H10 + HOUR, current_hour=False)
     store.add("users", 7, H10)  # carried
     store.mark_sent(sealed._replace(micros=12), "record-x")  # not the frozen quantity: ignored
     assert book(store)[0] == ("users", H10, Decimal("0.000005"), "sealed")

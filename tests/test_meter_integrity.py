@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint import ConfigurationError
+from entrypoint.meter.ledger import close_hours
 from entrypoint.meter.opening import open_store
 from entrypoint.meter.store import UsageStore
 
@@ -36,7 +37,7 @@ def build(path: Path) -> None:
         store.add("gb", 250_000 * (k + 1), H10 - k * HOUR)
     store.add("hosts", 7, H10 - 7 * HOUR)
     store.expire(H10 + 30 * 60)  # hosts: older than 6 hours
-    sealed = store.seal(H10 - 2 * HOUR, current_hour=False)
+    sealed = close_hours(store, H10 - 2 * HOUR, current_hour=False)
     for bucket in sealed[:4]:
         store.mark_sent(bucket, f"record-{bucket.dimension}-{bucket.hour}")
     store.mark_refused(sealed[4], "DuplicateRequestException: another quantity")

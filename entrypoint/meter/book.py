@@ -63,6 +63,10 @@ class Bucket(NamedTuple):
     error: str | None = None
 
     @property
+    def key(self) -> tuple[str, int]:
+        return (self.dimension, self.hour)
+
+    @property
     def quantity(self) -> Decimal:
         return from_micros(self.micros)
 

@@ -20,7 +20,8 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +29,17 @@ from entrypoint.errors import ConfigurationError
 
 from . import places
 from .book import Bucket, meta_crc, name_crc, row_crc
-from .schema import APPLICATION_ID, DDL, FORMAT, SCHEMA_VERSION
-from .store import SQLITE_ERRORS, WAL_LIMIT, Durability, damaged
+from .database import SQLITE_ERRORS, WAL_LIMIT, damaged
+from .schema import (
+    APPLICATION_ID,
+    DDL,
+    FORMAT,
+    SCHEMA_VERSION,
+    SHARD_APPLICATION_ID,
+    SHARD_DDL,
+    SHARD_FORMAT,
+)
+from .store import Durability
 
 if TYPE_CHECKING:
     from .legacy import LegacyState
@@ -38,11 +48,15 @@ __all__ = [
     "BUSY_TIMEOUT",
     "PAGE_SIZE",
     "build",
+    "build_shard",
+    "build_store",
     "connect",
     "import_json",
     "is_json",
+    "open_lock",
     "publish",
     "remove_stale_builds",
+    "shard_crc",
 ]
 
 # How long SQLite itself waits for a lock it cannot have (recovery after a crash takes one
@@ -68,6 +82,8 @@ def connect(database: Path, *, create: bool = False) -> sqlite3.Connection:
         raise damaged(database, exc) from None
     connection.text_factory = _text
     try:
+        # The check value of a bucket's key, for the add statements (schema.ADD).
+        connection.create_function("meter_crc", 2, row_crc, deterministic=True)
         # A schema from a hostile file must not run functions with side effects.
         connection.execute("PRAGMA trusted_schema = OFF")
         connection.execute("PRAGMA cell_size_check = ON")  # damage found earlier, not later
@@ -137,7 +153,7 @@ def import_json(
                 f"not {product_code}",
                 remedy="give each product its own store",
             )
-        built = build(database, product_code, durability or "process", clock, state)
+        built = build_store(database, product_code, durability or "process", clock, state)
         kept = _free_name(database, ".imported.json")
         os.link(database, kept)  # the JSON file stays, under a new name
         built.replace(database)
@@ -164,28 +180,25 @@ def _free_name(database: Path, suffix: str) -> Path:
     raise places.refuse(database, "has too many imported copies beside it", "remove old ones")
 
 
-def build(
-    database: Path,
-    product_code: str,
-    durability: str,
-    clock: Callable[[], float],
-    state: LegacyState | None,
-) -> Path:
-    """A complete store in a temporary file beside ``database``; returns its path."""
-    temporary = database.with_name(f".{database.name}{_NEW}{os.urandom(6).hex()}")
+def build(target: Path, initialise: Callable[[sqlite3.Connection], None]) -> Path:
+    """A complete database for ``target`` (the store, or a shard), made by ``initialise`` in a
+    temporary file beside it and fsync'd; returns the temporary file's path."""
+    temporary = target.with_name(f".{target.name}{_NEW}{os.urandom(6).hex()}")
     flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         os.close(os.open(temporary, flags, 0o600))
     except OSError as exc:
         raise places.refuse(
-            database,
+            target,
             f"cannot be created: {exc.strerror or exc}",
             "give the meter a writable directory on a local volume (not a read-only one)",
         ) from None
     try:
         connection = connect(temporary)
         try:
-            _initialise(connection, product_code, durability, int(clock()), state)
+            connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the first table
+            connection.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the file
+            initialise(connection)
         finally:
             connection.close()  # the last connection: SQLite folds the WAL back and removes it
         fd = os.open(temporary, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -195,11 +208,22 @@ def build(
             os.close(fd)
     except SQLITE_ERRORS as exc:
         _unlink_quietly(temporary)
-        raise damaged(database, exc) from None
+        raise damaged(target, exc) from None
     except BaseException:
         _unlink_quietly(temporary)
         raise
     return temporary
+
+
+def build_store(
+    database: Path,
+    product_code: str,
+    durability: str,
+    clock: Callable[[], float],
+    state: LegacyState | None,
+) -> Path:
+    """A complete store (imported from ``state``, if given) in a temporary file."""
+    return build(database, lambda c: _initialise(c, product_code, durability, int(clock()), state))
 
 
 def _initialise(
@@ -209,8 +233,6 @@ def _initialise(
     created: int,
     state: LegacyState | None,
 ) -> None:
-    connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before the first table
-    connection.execute("PRAGMA journal_mode = WAL")  # persistent: recorded in the file
     connection.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     connection.execute("BEGIN IMMEDIATE")
@@ -252,6 +274,56 @@ def _initialise(
     connection.execute("COMMIT")
 
 
+def build_shard(
+    path: Path, instance_id: str, shard_id: str, closed: Sequence[tuple[str, int]]
+) -> Path:
+    """A complete, empty shard of the store whose instance is ``instance_id``, with the hours
+    ``closed`` in the store when it is made, in a temporary file."""
+
+    def initialise(connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA application_id = {SHARD_APPLICATION_ID}")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("BEGIN IMMEDIATE")
+        for statement in SHARD_DDL.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        connection.execute(
+            "INSERT INTO meta VALUES (1, ?, ?, ?, ?)",
+            (SHARD_FORMAT, instance_id, shard_id, shard_crc(instance_id, shard_id)),
+        )
+        connection.executemany("INSERT INTO closed VALUES (?, ?)", closed)
+        connection.execute("COMMIT")
+
+    return build(path, initialise)
+
+
+def shard_crc(instance_id: str, shard_id: str) -> int:
+    """The check value of a shard's identity."""
+    return zlib.crc32(f"{instance_id}\n{shard_id}".encode())
+
+
+def open_lock(database: Path) -> int:
+    """The writers' lock file of ``database`` (a regular file, never followed), opened."""
+    lock = database.with_name(database.name + places.LOCK_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        places.check_file(lock, lock.lstat())  # name a planted link instead of ELOOP
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(lock, flags, 0o600)
+    except OSError as exc:
+        raise places.refuse(
+            database,
+            f"cannot have its lock file {lock.name}: {exc.strerror or exc}",
+            "give the meter a writable directory on a local volume (not a read-only one)",
+        ) from None
+    try:
+        places.check_file(lock, os.fstat(fd))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def publish(temporary: Path, database: Path) -> None:
     """Put a built store at ``database``, never over anything already there."""
     try:
@@ -270,11 +342,16 @@ def publish(temporary: Path, database: Path) -> None:
 
 
 def remove_stale_builds(database: Path) -> None:
-    """Temporary stores left by a process killed while building one (we hold the lock)."""
-    prefix = f".{database.name}{_NEW}"
+    """Temporary stores and shards left by a process killed while building one (the caller
+    holds the store's lock, which every build holds too)."""
+    prefix = f".{database.name}"
     with contextlib.suppress(OSError), os.scandir(database.parent) as entries:
         for entry in entries:
-            if entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False):
+            if (
+                entry.name.startswith(prefix)
+                and _NEW in entry.name
+                and entry.is_file(follow_symlinks=False)
+            ):
                 for suffix in ("", *places.COMPANIONS):
                     _unlink_quietly(database.with_name(entry.name + suffix))
 

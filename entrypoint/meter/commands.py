@@ -193,7 +193,9 @@ def _status(argv: Sequence[str]) -> int:
     import time
 
     from .hours import format_quantity, hour_text
+    from .ledger import pending
     from .opening import open_store
+    from .shards import listed
 
     args = _parser("status", "Show the task's usage store as JSON.").parse_args(list(argv))
     path, product, durability, _ = _common(args)
@@ -221,7 +223,8 @@ def _status(argv: Sequence[str]) -> int:
             "dimensions": list(store.declared()),
             "sender": store.holder(now),
             "members": [m.id for m in store.members(now)],
-            "pending": rows(store.pending()),
+            "shards": len(listed(store.path)),
+            "pending": rows(pending(store)),
             "lost": rows(store.lost()),
         }
     finally:

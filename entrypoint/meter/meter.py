@@ -53,6 +53,7 @@ from entrypoint.retry import Backoff
 
 from .book import Bucket
 from .hours import check_dimension, hour_start, parse_quantity, to_micros, usage_time
+from .ledger import fold_own, pending
 from .opening import open_store
 from .send import default_client, meter_dry_run
 from .sender import LEASE_SECONDS, FailedUsage, FlushReport, Sender, SentUsage
@@ -132,6 +133,7 @@ class Meter:
             product_code=self.product_code,
             dimensions=self.dimensions,
             durability=self._durability,
+            shard=True,  # this process's adds wait for no other process
             clock=self._clock,
         )
         try:
@@ -191,6 +193,7 @@ class Meter:
         try:
             with self._send_lock:
                 report = self._sender.shutdown()
+            fold_own(self._store)  # what is left of this process's shard: into the store
         finally:
             self._store.close()
             self._store = self._sender = None
@@ -245,7 +248,7 @@ class Meter:
 
     def pending(self) -> list[tuple[str, datetime, Decimal]]:
         """Usage of the task not yet reported: (dimension, hour, quantity), oldest first."""
-        return [_row(b) for b in self.store.pending()]
+        return [_row(b) for b in pending(self.store)]
 
     def lost(self) -> list[tuple[str, datetime, Decimal, str]]:
         """Usage that will not be billed: (dimension, hour, quantity, why), oldest first: AWS

@@ -21,21 +21,22 @@ from pathlib import Path
 
 from entrypoint.errors import ConfigurationError, one_line
 
-from . import places
+from . import places, shards
 from .book import meta_crc
-from .building import build, connect, import_json, is_json, publish, remove_stale_builds
-from .schema import APPLICATION_ID, FORMAT, SCHEMA_VERSION, expected_schema
-from .store import (
-    SQLITE_ERRORS,
-    Durability,
-    UsageStore,
-    damaged,
-    refuse_if_forked,
+from .building import (
+    build_store,
+    connect,
+    import_json,
+    is_json,
+    open_lock,
+    publish,
+    remove_stale_builds,
 )
+from .database import SQLITE_ERRORS, SYNCHRONOUS, damaged, refuse_if_forked
+from .schema import APPLICATION_ID, FORMAT, SCHEMA_VERSION, expected_schema
+from .store import Durability, UsageStore
 
 __all__ = ["open_store"]
-
-_SYNCHRONOUS = {"process": "NORMAL", "machine": "FULL"}
 
 
 def open_store(
@@ -46,6 +47,7 @@ def open_store(
     durability: Durability | None = None,
     verify: bool = True,
     create: bool = True,
+    shard: bool = False,
     check_every: int = 256,
     clock: Callable[[], float] = time.time,
 ) -> UsageStore:
@@ -61,7 +63,7 @@ def open_store(
     refuse_if_forked()
     database = places.locate(path)
     places.check_directory(database)
-    lock_fd = _open_lock(database)
+    lock_fd = open_lock(database)
     try:
         with _locked(lock_fd):
             connection, meta = _open_checked(
@@ -79,31 +81,17 @@ def open_store(
     except BaseException:
         os.close(lock_fd)
         raise
-    if verify:
-        store.verify()
-    store.declare(dimensions)
-    return store
-
-
-def _open_lock(database: Path) -> int:
-    lock = database.with_name(database.name + places.LOCK_SUFFIX)
-    with contextlib.suppress(FileNotFoundError):
-        places.check_file(lock, lock.lstat())  # name a planted link instead of ELOOP
-    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(lock, flags, 0o600)
-    except OSError as exc:
-        raise places.refuse(
-            database,
-            f"cannot have its lock file {lock.name}: {exc.strerror or exc}",
-            "give the meter a writable directory on a local volume (not a read-only one)",
-        ) from None
-    try:
-        places.check_file(lock, os.fstat(fd))
+        if verify:
+            store.verify()
+        store.declare(dimensions)
+        if shard:  # a long-lived writer: its adds go to a shard of its own (shards.py)
+            with store.locked():
+                store.shard = shards.create(store, check_every=check_every)
     except BaseException:
-        os.close(fd)
+        store.close()
         raise
-    return fd
+    return store
 
 
 @contextlib.contextmanager
@@ -128,7 +116,7 @@ def _open_checked(
     if info is None and not create:
         raise places.refuse(database, "does not exist", "check the path (MARKETPLACE_METER_STORE)")
     if info is None:
-        publish(build(database, product_code, durability or "process", clock, None), database)
+        publish(build_store(database, product_code, durability or "process", clock, None), database)
         info = places.check_names(database)
     connection = connect(database)
     meta: tuple[str, str, str] | None = None
@@ -184,7 +172,7 @@ def _settle(
     if durability == "machine" and stored == "process":
         _set_durability(connection, meta, "machine")
         stored = "machine"
-    connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[stored]}")
+    connection.execute(f"PRAGMA synchronous = {SYNCHRONOUS[stored]}")
     if not os.access(database, os.R_OK | os.W_OK):
         raise places.refuse(
             database,

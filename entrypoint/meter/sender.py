@@ -41,9 +41,11 @@ from entrypoint.metering import MeterUsageClient
 from entrypoint.retry import Backoff
 
 from .book import Bucket
+from .database import CHECKPOINT_INTERVAL
 from .hours import HOUR, format_quantity, hour_start, hour_text
+from .ledger import close_hours, collect, pending
 from .send import send_usage
-from .store import CHECKPOINT_INTERVAL, UsageStore
+from .store import UsageStore
 
 __all__ = [
     "LEASE_SECONDS",
@@ -157,8 +159,9 @@ class Sender:
         now = self._clock()
         if not self.claim():
             return FlushReport(pending=self._pending(), sender=self.store.holder(now))
+        close_hours(self.store, now - delay if not current_hour else now, current_hour=current_hour)
         failed = [self._expired(bucket) for bucket in self.store.expire(now)]
-        due = self.store.seal(now - delay if not current_hour else now, current_hour=current_hour)
+        due = self.store.buckets(("sealed",))
         sent: list[SentUsage] = []
         sender: str | None = self.id
         try:
@@ -178,7 +181,7 @@ class Sender:
         )
 
     def _pending(self) -> tuple[tuple[str, datetime, Decimal], ...]:
-        return tuple((b.dimension, _when(b.hour), b.quantity) for b in self.store.pending())
+        return tuple((b.dimension, _when(b.hour), b.quantity) for b in pending(self.store))
 
     def _pause(self, seconds: float) -> None:
         """A backoff wait that renews the lease at least every third of its length."""
@@ -279,9 +282,19 @@ class Sender:
         if now >= self._next_claim:
             self._holding = self.claim()
             self._next_claim = now + self.lease_seconds / 3
+            if self._holding:
+                collect(self.store)  # the shards of processes that are gone
+        shard = self.store.shard
+        if shard is not None:
+            shard.checkpoint()  # every process folds its own shard's WAL back, outside its adds
         if not self._holding:
             self._next_send = 0.0  # on taking over, send at once: the holder may have died
-            return max(0.0, self._next_claim - now)
+            wake = (
+                self._next_claim
+                if shard is None
+                else min(self._next_claim, now + CHECKPOINT_INTERVAL)
+            )
+            return max(0.0, wake - now)
         if now >= self._next_send:
             report = self.round(delay=self.spread)
             after = hour_start(now) + HOUR + self.spread
