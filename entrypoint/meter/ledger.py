@@ -25,6 +25,8 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from entrypoint.errors import ConfigurationError
+
 from .book import UNSENT, Bucket, forget_before, row_crc, seal_through
 from .shards import Shard, listed, open_shard, owner_gone, remove
 from .store import UsageStore
@@ -60,6 +62,13 @@ def _shards(store: UsageStore, *, tidy: bool) -> Iterator[list[tuple[Shard, int 
                 continue
             try:
                 opened.append((own or open_shard(store, shard_id), gone))
+            except ConfigurationError:
+                if gone is not None:
+                    os.close(gone)
+                if tidy or os.path.lexists(path):
+                    raise
+                # Read without the store's lock: folded in and removed meanwhile (counted in the
+                # store now).
             except BaseException:
                 if gone is not None:
                     os.close(gone)
@@ -162,7 +171,13 @@ def fold_own(store: UsageStore) -> None:
 
 def pending(store: UsageStore) -> list[Bucket]:
     """Usage of the whole task not yet reported: the store's open and sealed buckets and every
-    shard's, summed per dimension and hour, oldest first."""
+    shard's, summed per dimension and hour, oldest first (read under the store's lock, so that
+    no round folds shards in meanwhile)."""
+    with store.locked():
+        return _pending(store)
+
+
+def _pending(store: UsageStore) -> list[Bucket]:
     book = {(b.dimension, b.hour): b for b in store.buckets(UNSENT)}
     closed = {
         (str(d), int(h))
