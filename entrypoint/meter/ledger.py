@@ -25,8 +25,6 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from entrypoint.errors import ConfigurationError
-
 from .book import UNSENT, Bucket, forget_before, row_crc, seal_through
 from .shards import Shard, listed, open_shard, owner_gone, remove
 from .store import UsageStore
@@ -47,8 +45,8 @@ def _merged(store: UsageStore) -> set[str]:
 @contextmanager
 def _shards(store: UsageStore, *, tidy: bool) -> Iterator[list[tuple[Shard, int | None]]]:
     """Every shard of the store not merged yet: (shard, its owner lock when nobody owns it, if
-    ``tidy``), opened; closed afterwards (this process's own is lent, not closed). With ``tidy``
-    (the caller holds the store's lock), merged shards nobody owns are removed."""
+    ``tidy``), opened; closed afterwards (this process's own is lent, not closed). The caller
+    holds the store's lock; with ``tidy``, merged shards nobody owns are removed."""
     merged = _merged(store)
     opened: list[tuple[Shard, int | None]] = []
     try:
@@ -62,13 +60,6 @@ def _shards(store: UsageStore, *, tidy: bool) -> Iterator[list[tuple[Shard, int 
                 continue
             try:
                 opened.append((own or open_shard(store, shard_id), gone))
-            except ConfigurationError:
-                if gone is not None:
-                    os.close(gone)
-                if tidy or os.path.lexists(path):
-                    raise
-                # Read without the store's lock: folded in and removed meanwhile (counted in the
-                # store now).
             except BaseException:
                 if gone is not None:
                     os.close(gone)
