@@ -18,8 +18,9 @@ guarantees, and how:
   and a bucket's quantity is frozen before its first send, so every retry, resend after a crash,
   or send by a process that took over the lease is the identical request, which AWS answers with
   the record it already made.
-* **No lost usage**: `add` returns when the usage is committed to the store (one SQLite
-  transaction, a few microseconds), so the death of any process loses nothing that was added;
+* **No lost usage**: `add` returns when the usage is committed to the store (to this process's
+  own shard of it: one SQLite transaction, tens of microseconds, waiting for no other process),
+  so the death of any process loses nothing that was added;
   ``durability="machine"`` makes each add survive a machine crash too. Unsent hours survive
   restarts in the store and are sent by whichever process sends next, within MeterUsage's 6
   hours; usage for an hour already reported is carried into the next hour. Usage that cannot be
