@@ -87,7 +87,7 @@ image-lock: $(VENV)/.runtime
 	$(LOCK) pyproject.toml -o docker/requirements.lock
 	$(LOCK) docker/build-requirements.in -o docker/build-requirements.lock
 
-## bench: every benchmark of issue 7, as ratios against baselines run alongside (bench/RESULTS.md)
+## bench: every benchmark (issues 7 and 12), as ratios against baselines run alongside (bench/RESULTS.md)
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 

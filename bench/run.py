@@ -151,6 +151,7 @@ def table(results: dict[str, Any]) -> str:
                     met,
                 )
             )
+    rows.extend(_meter_rows(results.get("meter")))
     fleet = results.get("fleet")
     if fleet:
         delay = fleet["start_delay_seconds"]
@@ -177,6 +178,72 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _adds(figure: dict[str, Any]) -> str:
+    return (
+        f"{figure['adds_per_second']:,.0f}/s, p50 {figure['p50_us']:.0f} us, "
+        f"p99 {figure['p99_us']:.0f} us"
+    )
+
+
+def _meter_rows(meter: dict[str, Any] | None) -> list[str]:
+    """The usage store's rows (issue 12): durable adds against the JSON state file."""
+    if not meter:
+        return []
+    ours, base, ratios = meter["ours"], meter["baseline"], meter["ratios"]
+    eight, paced = ours["eight"], ours["eight_paced"]
+    command = meter["command"]
+    return [
+        _row(
+            "meter: durable adds, 1 process",
+            _adds(ours["one"]),
+            f"{_adds(base['one'])} (JSON file)",
+            ratios["one"],
+            "(context)",
+            None,
+        ),
+        _row(
+            "meter: durable adds, 8 processes",
+            _adds(eight),
+            f"{_adds(base['eight_threads'])} (JSON, 8 threads)",
+            ratios["eight"],
+            ">= 30,000/s, p99 <= 1 ms",
+            eight["adds_per_second"] >= 30_000 and eight["p99_us"] <= 1000,
+        ),
+        _row(
+            "meter: 8 processes paced to 30,000/s",
+            _adds(paced),
+            "",
+            None,
+            "p99 <= 1 ms at 30,000/s",
+            paced["p99_us"] <= 1000 and paced["adds_per_second"] >= 0.95 * 30_000,
+        ),
+        _row(
+            "meter: the same, all under one lock (no shards)",
+            _adds(ours["eight_paced_shared"]),
+            "",
+            None,
+            "(context: the design without shards)",
+            None,
+        ),
+        _row(
+            "meter: durability machine (fsync), 1 process",
+            _adds(ours["one_machine"]),
+            "",
+            None,
+            "(context)",
+            None,
+        ),
+        _row(
+            "meter add command, per call (median)",
+            f"{command['meter_add_ms']:.0f} ms",
+            f"{command['python_floor_ms']:.0f} ms (python -c pass)",
+            command["meter_add_ms"] / command["python_floor_ms"],
+            "(context)",
+            None,
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
@@ -187,13 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated: startup,verify,instructions,layer,emulator,fleet",
+        help="comma-separated: startup,verify,instructions,layer,emulator,meter,fleet",
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     quick = args.quick
 
-    from . import emulator_load, fleet, instructions, layer, startup, verify_cost
+    from . import emulator_load, fleet, instructions, layer, meter_store, startup, verify_cost
 
     benchmarks: dict[str, Callable[[], dict[str, Any]]] = {
         "startup": lambda: startup.measure(rounds=10 if quick else 30),
@@ -201,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         "instructions": lambda: instructions.measure(calls=200 if quick else 500),
         "layer": layer.measure,
         "emulator": lambda: emulator_load.measure(seconds=3 if quick else 8),
+        "meter": lambda: (
+            meter_store.measure(count=8_000, baseline_count=400, rounds=5)
+            if quick
+            else meter_store.measure()
+        ),
         "fleet": lambda: (
             fleet.measure(entitled=40, unentitled=10, rate=5) if quick else fleet.measure()
         ),

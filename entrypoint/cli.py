@@ -166,9 +166,20 @@ def _main(args: list[str]) -> int:
         _setup_logging(_peek_log_format(args[1:]))
         return _run(lambda: _demo(args[1:]))
     if command == "meter":
-        _setup_logging(_peek_log_format(args[1:]))
+        from .meter.cli import fast_path
         from .meter.cli import main as meter_main
 
-        return _run(lambda: meter_main(args[1:]))
+        if not fast_path(args[1:]):
+            _setup_logging(_peek_log_format(args[1:]))
+            return _run(lambda: meter_main(args[1:]))
+
+        def add() -> int:  # meter add: logging (a slow import) is set up only if it fails
+            try:
+                return meter_main(args[1:])
+            except BaseException:
+                _setup_logging(_peek_log_format(args[1:]))
+                raise
+
+        return _run(add)
     _setup_logging(_peek_log_format(args))
     return _run(lambda: _bootstrap(args))

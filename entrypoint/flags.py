@@ -45,6 +45,9 @@ USAGE = f"""\
        {PROGRAM} check [OPTIONS] [--call] [--meter-dimension D]...
        {PROGRAM} demo [--outcome OUTCOME] [-- WORKLOAD...]
        {PROGRAM} emulator [--port N] [--keys-out DIR] [--product CODE[:OPTIONS]]...
+       {PROGRAM} meter add --dimension D --quantity Q [--timestamp T]
+       {PROGRAM} meter serve [--dimension D]...
+       {PROGRAM} meter status
        {PROGRAM} meter --dimension D (--quantity Q [--timestamp T] | --dry-run)"""
 
 EPILOG = """\

@@ -260,3 +260,99 @@ def test_eksctl_contract_role_attaches_the_same_policy() -> None:
     assert entry["roleName"] == metered["iam"]["serviceAccounts"][0]["roleName"]
     assert entry["attachPolicy"] == load_json(EKS / "irsa-role-policy-contract.json")
     assert "attachPolicyARNs" not in entry
+
+
+# -- custom-dimension metering: the sender as a sidecar on a shared volume -------------------------
+
+METER_ENV = {"MARKETPLACE_METER_STORE", "MARKETPLACE_METER_DIMENSIONS", "MARKETPLACE_PRODUCT_CODE"}
+METER_COMMAND = ["marketplace-entrypoint", "meter", "serve"]
+
+
+def _env(items: list[dict[str, str]]) -> dict[str, str]:
+    return {item["name"]: item["value"] for item in items}
+
+
+def test_metered_task_definition_matches_the_ecs_api_model() -> None:
+    jsonschema.validate(load_json(ECS / "task-definition-metered.json"), task_definition_schema())
+
+
+def test_metered_task_definition_runs_the_sender_beside_the_product() -> None:
+    document = load_json(ECS / "task-definition-metered.json")
+    product, meter = document["containerDefinitions"]
+    assert (product["name"], meter["name"]) == ("product", "meter")
+    assert "entryPoint" not in product  # the product keeps the image's ENTRYPOINT
+    assert meter["entryPoint"] == METER_COMMAND
+    # ECS reverses START dependencies on shutdown: the product stops first, then the sender,
+    # which then reports the current hour too.
+    assert product["dependsOn"] == [{"containerName": "meter", "condition": "START"}]
+    envs = [_env(product["environment"]), _env(meter["environment"])]
+    assert envs[0] == envs[1]
+    assert set(envs[0]) == METER_ENV
+    assert _PRODUCT_CODE.fullmatch(envs[0]["MARKETPLACE_PRODUCT_CODE"])
+    store = Path(envs[0]["MARKETPLACE_METER_STORE"])
+    (volume,) = [v for v in document["volumes"] if v["name"] == "meter"]
+    assert set(volume) == {"name"}  # a task volume: local, gone with the task (no EFS)
+    for container in (product, meter):
+        (mount,) = [m for m in container["mountPoints"] if m["sourceVolume"] == "meter"]
+        assert mount["containerPath"] == str(store.parent)  # the directory, never the file
+        assert mount["readOnly"] is False
+        assert container["readonlyRootFilesystem"] is True
+        assert container["user"] == product["user"]  # one owner for the store's files
+        assert container["stopTimeout"] > 20  # the sender's shutdown deadline
+    for key in ("taskRoleArn", "networkMode", "requiresCompatibilities"):
+        assert document[key] == load_json(ECS / "task-definition.json")[key]
+
+
+@pytest.mark.parametrize(
+    "path", [ECS / "task-role-policy-metered.json", EKS / "irsa-role-policy-metered.json"]
+)
+def test_metered_role_policy_adds_meter_usage_and_nothing_else(path: Path) -> None:
+    policy = load_json(path)
+    assert policy["Version"] == "2012-10-17"
+    assert _allowed_actions(policy) == {
+        "aws-marketplace:RegisterUsage",
+        "aws-marketplace:MeterUsage",
+    }
+
+
+def metered_deployment() -> dict[str, Any]:
+    (document,) = load_yaml(EKS / "deployment-metered.yaml")
+    return document
+
+
+def test_metered_deployment_validates_against_kubernetes_schemas() -> None:
+    kubernetes_validate.validate(metered_deployment(), KUBERNETES_VERSION, strict=True)
+
+
+def test_metered_deployment_runs_the_sender_as_a_native_sidecar() -> None:
+    pod = metered_deployment()["spec"]["template"]["spec"]
+    plain = by_kind("Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == plain["serviceAccountName"]
+    assert pod["securityContext"] == plain["securityContext"]
+    (sidecar,) = pod["initContainers"]
+    (product,) = pod["containers"]
+    # A native sidecar: started before, stopped after the main containers (Kubernetes 1.29+).
+    assert sidecar["restartPolicy"] == "Always"
+    assert sidecar["command"] == ["tini", "--", *METER_COMMAND]
+    assert "command" not in product  # the image's ENTRYPOINT runs the product
+    envs = [_env(sidecar["env"]), _env(product["env"])]
+    assert envs[0] == envs[1]
+    assert set(envs[0]) == METER_ENV
+    store = Path(envs[0]["MARKETPLACE_METER_STORE"])
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "meter"]
+    assert volume == {"name": "meter", "emptyDir": {}}  # local to the node, one per pod
+    for container in (sidecar, product):
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "meter"]
+        assert mount["mountPath"] == str(store.parent)
+        assert "subPath" not in mount  # a single file mounted on its own is refused
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert pod["terminationGracePeriodSeconds"] > 20
+
+
+def test_kubernetes_validation_catches_a_misspelt_sidecar_field() -> None:
+    deployment = copy.deepcopy(metered_deployment())
+    sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    sidecar["restartpolicy"] = sidecar.pop("restartPolicy")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)

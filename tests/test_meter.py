@@ -2,10 +2,11 @@
 restarts within and across hour boundaries.
 
 The meter and the emulator share one `FakeClock`; nothing sleeps to cross an hour. A "crash" is
-what the kernel does when a process dies: the state file's lock is released and nothing else
-happens (no flush, no save); a crash in the middle of a send is a `SimulatedCrash` raised by the
-client right after the emulator answered, or right before the request left. The emulator's
-records are the proof: what it billed, and that nothing was billed twice or refused.
+what happens when a process dies: its connection to the store goes away, nothing is flushed, and
+its sender lease lapses (`crash` moves the clock past it); a crash in the middle of a send is a
+`SimulatedCrash` raised by the client right after the emulator answered, or right before the
+request left. Real processes killed with SIGKILL are in tests/test_meter_processes.py. The
+emulator's records are the proof: what it billed, and that nothing was billed twice or refused.
 """
 
 from __future__ import annotations
@@ -21,57 +22,28 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 
 from entrypoint import ConfigurationError, ExitCode, NotEntitledError, UsageError
-from entrypoint.answers import MeterUsageAnswer
-from entrypoint.emulator import (
-    EMULATOR_ACCESS_KEY_ID,
-    EMULATOR_SECRET_ACCESS_KEY,
-    Emulator,
-    ProductBehavior,
-)
+from entrypoint.emulator import Emulator, ProductBehavior
 from entrypoint.meter import FlushReport, Meter, meter_dry_run
 from entrypoint.meter.hours import client_token, seconds_to_next_hour
-from entrypoint.metering import BotocoreMeteringClient, StaticCredentials
 from entrypoint.retry import Backoff
 
+from .meter_support import (
+    Client,
+    SimulatedCrash,
+    assert_never_refused,
+    billed,
+    child_env,
+    rows,
+    sends,
+)
 from .support import HOUR, KEYS, T0, FakeClock, metering_client
 
 PRODUCT = "prod-meter"
 H10 = T0 - 30 * 60  # 2026-11-21T10:00Z; T0 is 10:30
-
-
-class SimulatedCrash(BaseException):
-    """The process died here (a BaseException, so nothing in the meter can catch it)."""
-
-
-_SESSION = botocore.session.get_session()  # shared: a session costs ~50 ms to make
-
-
-class Client:
-    """The real botocore client, with an optional crash before or after the N-th MeterUsage."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.inner = BotocoreMeteringClient(
-            region=emulator.region,
-            endpoint_url=emulator.url,
-            credentials=StaticCredentials(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY),
-            session=_SESSION,
-        )
-        self.calls = 0
-        self.crash_before: int | None = None
-        self.crash_after: int | None = None
-
-    def meter_usage(self, **params: Any) -> MeterUsageAnswer:
-        self.calls += 1
-        if self.calls == self.crash_before:
-            raise SimulatedCrash
-        answer = self.inner.meter_usage(**params)
-        if self.calls == self.crash_after:
-            raise SimulatedCrash
-        return answer
+LEASE = 2.0  # the meters' sender lease here: a crash moves the clock past it
 
 
 @pytest.fixture
@@ -108,6 +80,7 @@ def new_meter(
         sleep=clock.sleep,
         uniform=options.pop("uniform", lambda _lo, hi: hi),
         backoff=Backoff(base=0.01, cap=0.05),
+        lease_seconds=options.pop("lease_seconds", LEASE),
         **options,
     )
 
@@ -116,23 +89,25 @@ def started(emulator: Emulator, clock: FakeClock, state: Path, **options: Any) -
     return new_meter(emulator, clock, state, **options).start(background=False)
 
 
-def crash(meter: Meter) -> None:
-    """The process died: the kernel drops its flock; nothing is flushed or saved."""
-    meter.store.release()
+def crash(meter: Meter, clock: FakeClock) -> None:
+    """The process died: its connection is gone (the kernel drops its locks), nothing was
+    flushed, it never left the store, and its lease lapses (the clock moves past it)."""
+    meter.store.close()
+    clock.advance(LEASE + 0.5)
 
 
-def billed(emulator: Emulator) -> list[tuple[str, float, str]]:
-    """(dimension, hour, quantity) of every record the emulator billed, in order."""
-    return [(r.dimension, r.hour, r.quantity) for r in emulator.records(billed=True)]
-
-
-def sends(emulator: Emulator) -> list[Any]:
-    """The MeterUsage calls that were not DryRuns."""
-    return [c for c in emulator.calls("MeterUsage") if not c.request.get("DryRun")]
-
-
-def assert_never_refused(emulator: Emulator) -> None:
-    assert {r.status for r in emulator.records()} <= {"Success"}, emulator.records()
+def kill_when(script: str, line: str, *args: str) -> None:
+    """Run ``script`` in a real process and SIGKILL it once it prints ``line``."""
+    with subprocess.Popen(
+        [sys.executable, "-c", script, *args], env=child_env(), stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == line
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+    assert child.returncode == -signal.SIGKILL
 
 
 # -- one record per dimension per hour ------------------------------------------------------------
@@ -166,8 +141,8 @@ def test_client_tokens_are_derived_from_task_product_dimension_and_hour(
 ) -> None:
     meter = started(emulator, clock, state)
     meter.add("users", 1)
+    instance = meter.store.instance_id
     meter.close()
-    instance = json.loads(state.read_text())["instance_id"]
     (call,) = sends(emulator)
     assert call.request["ClientToken"] == client_token(instance, PRODUCT, "users", int(H10))
 
@@ -178,7 +153,7 @@ def test_shutdown_flushes_the_current_hour(
     with new_meter(emulator, clock, state).start(background=False) as meter:
         meter.add("users", 2)
     assert billed(emulator) == [("users", H10, "2")]
-    assert json.loads(state.read_text())["buckets"][0]["state"] == "sent"
+    assert [r.state for r in rows(state)] == ["sent"]
 
 
 def test_decimal_usage_adds_up_exactly(emulator: Emulator, clock: FakeClock, state: Path) -> None:
@@ -196,7 +171,7 @@ def test_a_crash_within_the_hour_loses_nothing(
 ) -> None:
     first = started(emulator, clock, state)
     first.add("users", 3)
-    crash(first)
+    crash(first, clock)
     clock.advance(15 * 60)  # 10:45
     second = started(emulator, clock, state)
     second.add("users", 2)
@@ -216,7 +191,7 @@ def test_a_crash_after_aws_recorded_the_hour_does_not_bill_it_twice(
     client.crash_after = client.calls + 1  # AWS records it, the answer never arrives
     with pytest.raises(SimulatedCrash):
         first.send_due()
-    crash(first)
+    crash(first, clock)
     assert len(emulator.records(billed=True)) == 1
     clock.advance(5 * 60)
     second = started(emulator, clock, state)  # start() sends what is due
@@ -237,8 +212,8 @@ def test_a_crash_before_the_request_left_sends_it_after_the_restart(
     client.crash_before = client.calls + 1
     with pytest.raises(SimulatedCrash):
         first.send_due()
-    crash(first)
-    assert json.loads(state.read_text())["buckets"][0]["state"] == "sealed"  # saved first
+    crash(first, clock)
+    assert [r.state for r in rows(state)] == ["sealed"]  # frozen before the first attempt
     started(emulator, clock, state).close()
     assert billed(emulator) == [("users", H10, "3")]
 
@@ -250,7 +225,7 @@ def test_a_restart_hours_later_sends_every_hour_that_ended(
     first.add("users", 3)  # 10:30
     clock.set(H10 + HOUR + 20 * 60)  # 11:20
     first.add("users", 4)
-    crash(first)
+    crash(first, clock)
     clock.set(H10 + 3 * HOUR + 30 * 60)  # restarted at 13:30
     second = started(emulator, clock, state)
     assert billed(emulator) == [("users", H10, "3"), ("users", H10 + HOUR, "4")]
@@ -282,7 +257,7 @@ def test_a_restart_within_six_hours_still_reports_the_hour(
 ) -> None:
     first = started(emulator, clock, state)
     first.add("users", 3)
-    crash(first)
+    crash(first, clock)
     clock.set(H10 + 6 * HOUR)
     started(emulator, clock, state).close()
     assert billed(emulator)[0] == ("users", H10, "3")
@@ -293,7 +268,7 @@ def test_usage_left_unreported_for_over_six_hours_is_reported_lost(
 ) -> None:
     first = started(emulator, clock, state)
     first.add("users", 3)
-    crash(first)
+    crash(first, clock)
     clock.set(H10 + 6 * HOUR + 1)
     second = new_meter(emulator, clock, state).start(background=False)
     (lost,) = second.start_report.failed
@@ -304,27 +279,19 @@ def test_usage_left_unreported_for_over_six_hours_is_reported_lost(
 
 
 def test_a_killed_process_loses_nothing_and_leaves_no_lock(emulator: Emulator, state: Path) -> None:
-    """A real process, killed with SIGKILL after add() returned: real time, real kernel."""
+    """A real process, killed with SIGKILL after add() returned while it held the sender's
+    lease: real time, real kernel. The lease lapses; the next meter takes over and sends."""
     emulator.state.clock = time.time
-    with subprocess.Popen(
-        [sys.executable, "-c", CHILD, emulator.url, str(state)],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as child:
-        assert child.stdout is not None
-        try:
-            assert child.stdout.readline().strip() == "added"
-        finally:
-            child.send_signal(signal.SIGKILL)
-            child.wait(timeout=10)
-    assert child.returncode == -signal.SIGKILL
+    kill_when(CHILD, "added", emulator.url, str(state))
     restarted = Meter(
         product_code=PRODUCT,
         dimensions=("users",),
         state_file=state,
         client=Client(emulator),
-    ).start(preflight=False, background=False)
-    restarted.close()
+        lease_seconds=0.5,
+    )
+    time.sleep(0.6)  # the killed holder's lease lapses
+    restarted.start(preflight=False, background=False).close()
     records = emulator.records(billed=True)  # one record, or two if an hour ended in between
     assert sum(Decimal(r.quantity) for r in records) == 42
     assert_never_refused(emulator)
@@ -338,7 +305,7 @@ from entrypoint.metering import BotocoreMeteringClient, StaticCredentials
 client = BotocoreMeteringClient(region="us-east-1", endpoint_url=sys.argv[1],
     credentials=StaticCredentials(EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY))
 meter = Meter(product_code="prod-meter", dimensions=["users"], state_file=sys.argv[2],
-    client=client).start(preflight=False, background=False)
+    client=client, lease_seconds=0.5).start(preflight=False, background=False)
 meter.add("users", 40)
 meter.add("users", 2)
 print("added", flush=True)
@@ -384,9 +351,11 @@ def test_retries_that_outlast_the_deadline_keep_the_usage(
     assert [s.quantity for s in meter.send_due().sent] == [3]
 
 
-def test_a_record_aws_refuses_for_good_is_dropped_and_reported(
-    emulator: Emulator, clock: FakeClock, state: Path
+def test_a_record_aws_refuses_for_good_is_kept_as_lost_and_reported(
+    emulator: Emulator, clock: FakeClock, state: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Changed on purpose (CHANGELOG): the refused bucket is no longer deleted. It is not sent
+    again (dropped), and stays in the store as refused, listed by lost(), logged as an error."""
     metering_client(emulator).meter_usage(  # another sender already reported this hour
         ProductCode=PRODUCT, Timestamp=H10, UsageDimension="users", UsageQuantity=9
     )
@@ -398,7 +367,14 @@ def test_a_record_aws_refuses_for_good_is_dropped_and_reported(
     assert failure.error.code == "DuplicateRequestException"  # type: ignore[attr-defined]
     assert failure.error.exit_code == ExitCode.SERVICE_ERROR
     assert meter.pending() == []
+    ((dimension, hour, quantity, why),) = meter.lost()
+    assert (dimension, hour.timestamp(), quantity) == ("users", H10, Decimal(3))
+    assert why.startswith("DuplicateRequestException: ")
+    assert [r.state for r in rows(state)] == ["refused"]
+    assert "kept in the store as refused" in caplog.text
+    assert meter.send_due().failed == ()  # never sent again
     meter.close()
+    assert len(sends(emulator)) == 2  # the other sender's, and ours once
 
 
 def test_a_configuration_error_keeps_the_usage_until_it_is_fixed(
@@ -461,11 +437,39 @@ def test_meter_dry_run_is_the_check_hook(emulator: Emulator, clock: FakeClock) -
         )
 
 
-def test_one_meter_per_state_file(emulator: Emulator, clock: FakeClock, state: Path) -> None:
-    meter = started(emulator, clock, state)
-    with pytest.raises(ConfigurationError, match="in use by another process"):
-        started(emulator, clock, state)
-    meter.close()
+def test_two_meters_on_one_store_share_one_book(
+    emulator: Emulator, clock: FakeClock, state: Path
+) -> None:
+    """Changed on purpose (CHANGELOG): a second meter on the same file was refused ("in use by
+    another process"); now every process of a task shares the store, and one of them sends."""
+    first = started(emulator, clock, state, lease_seconds=3 * HOUR)  # outlives the jumps here
+    second = started(emulator, clock, state, lease_seconds=3 * HOUR)
+    first.add("users", 3)
+    second.add("users", 4)
+    second.add("gb", "0.5")
+    assert [(d, q) for d, _, q in first.pending()] == [("gb", Decimal("0.5")), ("users", 7)]
+    clock.set(H10 + HOUR + 60)
+    assert [(s.dimension, s.quantity) for s in first.send_due().sent] == [
+        ("gb", Decimal("0.5")),
+        ("users", 7),
+    ]
+    second.add("users", 1)  # the hour was sent: carried into the next one
+    clock.set(H10 + 2 * HOUR + 60)
+    report = second.send_due()
+    assert (report.sent, report.sender) == ((), first._sender.id)  # type: ignore[union-attr]
+    closing = first.close()  # sends what is due, releases the lease
+    assert [(s.dimension, s.quantity) for s in closing.sent] == [("users", Decimal(1))]
+    second.add("gb", 2)
+    clock.set(H10 + 3 * HOUR + 60)
+    assert [(s.dimension, s.quantity) for s in second.send_due().sent] == [("gb", Decimal(2))]
+    second.close()
+    assert billed(emulator) == [
+        ("gb", H10, "0.5"),
+        ("users", H10, "7"),
+        ("users", H10 + HOUR, "1"),
+        ("gb", H10 + 2 * HOUR, "2"),
+    ]
+    assert_never_refused(emulator)
 
 
 def test_a_state_file_of_another_product_is_refused(
@@ -487,7 +491,11 @@ def test_a_state_file_of_another_product_is_refused(
         (b'{"format": "something-else"}', "is not a meter state file"),
         (b'{"format": "marketplace-entrypoint-meter", "version": 9}', "has version 9"),
         (b'{"format": "marketplace-entrypoint-meter", "version": 1}', "is damaged"),
+        (b"", "is damaged: it is an SQLite database, but not a meter store"),
+        (b"garbage that is no database" * 100, "is damaged: file is not a database"),
+        (b"SQLite format 3\x00" + b"\x00" * 84, "is damaged"),
     ],
+    ids=["not-json", "other-format", "version", "no-buckets", "empty", "garbage", "header"],
 )
 def test_a_damaged_state_file_is_refused_never_discarded(
     emulator: Emulator, clock: FakeClock, state: Path, content: bytes, reason: str
@@ -505,49 +513,103 @@ def test_a_damaged_state_file_is_refused_never_discarded(
 def test_add_is_on_disk_when_it_returns(emulator: Emulator, clock: FakeClock, state: Path) -> None:
     meter = started(emulator, clock, state)
     meter.add("users", 3)
-    (bucket,) = json.loads(state.read_text())["buckets"]
-    assert (bucket["dimension"], bucket["quantity"], bucket["state"]) == ("users", "3", "open")
+    # Another connection (another process's view) sees it committed.
+    assert rows(state) == [("users", H10, 3_000_000, "open")]
     meter.close()
 
 
-def test_a_save_cut_short_before_the_rename_leaves_the_last_state_whole(
+def test_a_transaction_cut_short_leaves_the_store_whole(
     emulator: Emulator, clock: FakeClock, state: Path
 ) -> None:
+    """A real process killed with SIGKILL in the middle of a write (inside BEGIN IMMEDIATE,
+    holding the writers' lock): nothing of it remains, and the lock is free at once."""
     meter = started(emulator, clock, state)
     meter.add("users", 3)
-    crash(meter)
-    before = state.read_bytes()
-    state.with_name(f".{state.name}.tmp").write_bytes(b'{"half a')  # the crashed save
-    restarted = started(emulator, clock, state)
-    assert state.read_bytes() == before
-    assert [(d, q) for d, _, q in restarted.pending()] == [("users", Decimal(3))]
-    restarted.close()
+    kill_when(HALF_WRITE, "inside", str(state))
+    assert meter.add("users", 2).timestamp() == H10  # the lock was released by the kernel
+    assert rows(state) == [("users", H10, 5_000_000, "open")]
+    meter.close()
+
+
+HALF_WRITE = """
+import fcntl, sys, time
+from entrypoint.meter.opening import open_store
+store = open_store(sys.argv[1], product_code="prod-meter")
+fcntl.flock(store._lock_fd, fcntl.LOCK_EX)
+db = store._db
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE buckets SET micros = micros + 7000000, negated = negated - 7000000")
+print("inside", flush=True)
+time.sleep(60)
+"""
 
 
 def test_an_add_that_could_not_be_saved_is_not_counted(
-    emulator: Emulator, clock: FakeClock, tmp_path: Path
-) -> None:
-    state = tmp_path / "meter" / "meter.json"
-    meter = started(emulator, clock, state)
-    meter.add("users", 1)
-    moved = tmp_path / "elsewhere"
-    state.parent.rename(moved)  # the directory is gone: the save fails
-    with pytest.raises(ConfigurationError, match="cannot be written") as caught:
-        meter.add("users", 2)
-    assert "holds usage not yet reported" in caught.value.diagnosis()
-    assert [q for _, _, q in meter.pending()] == [Decimal(1)]
-    moved.rename(state.parent)
-    meter.add("users", 2)  # the caller adds it again: counted once
-    meter.close()
-    assert billed(emulator) == [("users", H10, "3")]
-
-
-def test_with_a_persist_interval_adds_are_saved_later(
     emulator: Emulator, clock: FakeClock, state: Path
 ) -> None:
-    meter = started(emulator, clock, state, persist_interval=5.0)
+    """A real process whose writes fail (RLIMIT_FSIZE: the file system says the file is too
+    big, as a full volume would): the add raises, counts nothing, and the same add once the
+    volume has room again is counted once."""
+    started(emulator, clock, state).close()
+    run = subprocess.run(
+        [sys.executable, "-c", NO_ROOM, str(state), str(clock())],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("refused: configuration error: the meter store "), lines
+    assert "cannot be used" in lines[0]
+    (before,) = [int(line.split()[-1]) for line in lines[1:] if line.startswith("added after")]
+    total = 1 + (before + 1) * 4000
+    clock.advance(2)  # the child's lease lapses
+    meter = started(emulator, clock, state)
+    assert [(d, q) for d, _, q in meter.pending()] == [("users", Decimal(total))]
+    meter.close()
+    assert billed(emulator) == [("users", H10, str(total))]
+
+
+NO_ROOM = """
+import resource, signal, sys
+from entrypoint import ConfigurationError
+from entrypoint.meter import Meter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, as on a full volume
+now = float(sys.argv[2])
+meter = Meter(product_code="prod-meter", dimensions=["users"], state_file=sys.argv[1],
+    clock=lambda: now, client=object(), lease_seconds=1).start(preflight=False, background=False)
+meter.add("users", 1)
+wal = sys.argv[1] + "-wal"
+import os
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.stat(wal).st_size, hard))
+succeeded = 0
+try:
+    for _ in range(2000):
+        meter.add("users", 4000)
+        succeeded += 1
+except ConfigurationError as error:
+    print("refused:", error.diagnosis(), flush=True)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+counted = sum(q for _, _, q in meter.pending())
+meter.add("users", 4000)  # added again, counted once
+assert sum(q for _, _, q in meter.pending()) == counted + 4000
+print("added after", succeeded, flush=True)
+"""
+
+
+def test_persist_interval_is_gone_because_every_add_is_durable(
+    emulator: Emulator, clock: FakeClock, state: Path
+) -> None:
+    """Removed on purpose (CHANGELOG): `persist_interval` traded durability for speed; an add
+    to the store is both durable and fast, so the option is gone."""
+    with pytest.raises(TypeError, match="persist_interval"):
+        new_meter(emulator, clock, state, persist_interval=5.0)
+    meter = started(emulator, clock, state)
     meter.add("users", 3)
-    assert json.loads(state.read_text())["buckets"] == []  # a crash now would lose it
+    assert rows(state) == [("users", H10, 3_000_000, "open")]  # a crash now would lose nothing
     meter.close()
     assert billed(emulator) == [("users", H10, "3")]
 
@@ -572,12 +634,39 @@ def test_add_refuses_what_meter_usage_cannot_carry(
         meter.add("users", 1)
 
 
+@pytest.mark.parametrize(
+    ("at", "reason"),
+    [
+        (float("nan"), "usage time 'nan' is not a time in epoch seconds"),
+        (float("inf"), "usage time 'inf' is not a time in epoch seconds"),
+        (-float("inf"), "usage time '-inf' is not a time in epoch seconds"),
+        (1e20, "usage time '1e\\+20' is not a time in epoch seconds"),
+        (-1, "usage time '-1' is not a time in epoch seconds"),
+        (10**400, "is not a time in epoch seconds"),
+        (Decimal("NaN"), "usage time 'NaN' is not a time"),
+        (Decimal("sNaN"), "usage time 'sNaN' is not a time"),
+        (True, "usage time of type bool is not a time"),
+        ("2026-11-21T10:00Z", "usage time of type str is not a time"),
+    ],
+    ids=["nan", "inf", "-inf", "1e20", "negative", "huge", "decimal-nan", "snan", "bool", "str"],
+)
+def test_add_refuses_times_that_are_not_times(
+    emulator: Emulator, clock: FakeClock, state: Path, at: Any, reason: str
+) -> None:
+    """Issue 11: add(at=nan) raised a raw ValueError; every such time is a UsageError now."""
+    meter = started(emulator, clock, state)
+    with pytest.raises(UsageError, match=reason):
+        meter.add("users", 1, at=at)
+    assert meter.pending() == []
+    meter.close()
+
+
 def test_the_background_sender_sends_what_a_previous_run_left_without_blocking_start(
     emulator: Emulator, clock: FakeClock, state: Path
 ) -> None:
     first = started(emulator, clock, state)
     first.add("users", 3)
-    crash(first)
+    crash(first, clock)
     clock.set(H10 + HOUR + 60)
     meter = new_meter(emulator, clock, state)
     meter.start()  # background: the sender thread sends the ended hour first thing
@@ -598,5 +687,8 @@ def test_the_sender_wakes_when_the_hour_ends() -> None:
 def test_no_state_file_is_written_with_loose_permissions(
     emulator: Emulator, clock: FakeClock, state: Path
 ) -> None:
-    started(emulator, clock, state).close()
-    assert state.stat().st_mode & 0o077 == 0
+    meter = started(emulator, clock, state)
+    meter.add("users", 1)
+    for name in ("", "-wal", "-shm", "-lock"):
+        assert state.with_name(state.name + name).stat().st_mode & 0o077 == 0, name
+    meter.close()

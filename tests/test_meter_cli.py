@@ -145,3 +145,26 @@ def test_usage_errors_before_any_call(emulator: Emulator) -> None:
     assert_failed(runs[1], ExitCode.USAGE, "give --quantity, or --dry-run without a quantity")
     assert_failed(runs[2], ExitCode.USAGE, "--timestamp 'soon' is not an ISO 8601 time")
     assert emulator.calls() == []
+
+
+@pytest.mark.parametrize("timestamp", ["nan", "inf", "-inf", "1e20", "-5", "NaN"])
+def test_a_timestamp_that_is_not_a_time_is_a_usage_error(
+    emulator: Emulator, timestamp: str
+) -> None:
+    """Issue 11: these exited 70 with a traceback (hour_start(nan) raised ValueError)."""
+    run = meter(emulator, "--dimension", "users", "--quantity", "1", f"--timestamp={timestamp}")
+    assert_failed(run, ExitCode.USAGE, f"--timestamp '{timestamp}' is not a time between 1970")
+    assert emulator.calls() == []
+
+
+def test_an_iso_timestamp_out_of_range_is_a_usage_error(emulator: Emulator) -> None:
+    run = meter(
+        emulator,
+        "--dimension",
+        "users",
+        "--quantity",
+        "1",
+        "--timestamp",
+        "9999-12-31T23:59:59-01:00",
+    )
+    assert_failed(run, ExitCode.USAGE, "is not a time between 1970 and 9999")

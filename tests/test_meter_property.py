@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from entrypoint.emulator import Emulator, ProductBehavior
 from entrypoint.meter import Meter
 
+from .meter_support import Client, SimulatedCrash
 from .support import HOUR, KEYS, FakeClock
-from .test_meter import PRODUCT, Client, SimulatedCrash, crash, new_meter
+from .test_meter import PRODUCT, crash, new_meter
 
 DIMENSIONS = ("users", "gb")
 
@@ -53,7 +54,7 @@ class Run:
         )
 
     def crash_and_restart(self) -> None:
-        crash(self.meter)
+        crash(self.meter, self.clock)
         self.client.crash_before = self.client.crash_after = None
         self.meter = self._start()
 

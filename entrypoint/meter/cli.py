@@ -1,18 +1,26 @@
-"""``marketplace-entrypoint meter``: report one hour of one dimension, for scripts and sidecars.
+"""``marketplace-entrypoint meter``: the task's usage store from any language, and direct sends.
 
-    marketplace-entrypoint meter --dimension users --quantity 12
+    marketplace-entrypoint meter add --dimension users --quantity 3      # into the task's store
+    marketplace-entrypoint meter serve --dimension users --dimension gb  # the sender (a sidecar)
+    marketplace-entrypoint meter status                                  # what is pending, lost
+    marketplace-entrypoint meter --dimension users --quantity 12         # one hour, sent directly
     marketplace-entrypoint meter --dimension gb --quantity 0.25 --timestamp 2026-11-21T10:00Z
     marketplace-entrypoint meter --dimension users --dry-run
 
-Sends one MeterUsage for the hour of ``--timestamp`` (default: now): the timestamp is rounded
-down to the hour, and the ClientToken is derived from the instance (``--instance-id``, default
-the host name: the task's or pod's), product, dimension and hour. Running the same command again
-within the hour is therefore idempotent (same MeteringRecordId); another quantity for the same
-hour is refused by AWS (exit 76). On success the MeteringRecordId is the only line on stdout.
+``add``, ``serve`` and ``status`` work on the task's usage store (`entrypoint.meter.commands`):
+software in any language adds usage as it happens and one sender reports each hour. Without a
+subcommand, ``meter`` sends one MeterUsage for the hour of ``--timestamp`` (default: now): the
+timestamp is rounded down to the hour, and the ClientToken is derived from the instance
+(``--instance-id``, default the host name: the task's or pod's), product, dimension and hour.
+Running the same command again within the hour is therefore idempotent (same MeteringRecordId);
+another quantity for the same hour is refused by AWS (exit 76). On success the MeteringRecordId
+is the only line on stdout.
 
 Product code, Region, credentials, timeouts and retries come from the same flags and
 environment variables as the bootstrap (``MARKETPLACE_PRODUCT_CODE``, ``AWS_REGION``, ...).
-No keys directory is needed: MeterUsage answers are not signed.
+No keys directory is needed: MeterUsage answers are not signed. Do not mix direct sends with a
+store for the same dimension: AWS takes one record per dimension and hour, so the second sender
+of an hour is refused.
 """
 
 from __future__ import annotations
@@ -21,15 +29,13 @@ import argparse
 import logging
 import os
 import re
-import socket
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 from entrypoint.errors import BootstrapInterrupted, UsageError, one_line
 from entrypoint.signals import Interrupted
 
-__all__ = ["main"]
+__all__ = ["fast_path", "main"]
 
 PROGRAM = "marketplace-entrypoint meter"
 _INSTANCE = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,200}")
@@ -38,10 +44,14 @@ _INSTANCE = re.compile(r"[A-Za-z0-9_.:/=+@-]{1,200}")
 class MeterInterrupted(BootstrapInterrupted):
     """SIGINT or SIGTERM while reporting usage (exit 128+N)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, *, adding: bool = False) -> None:
         super().__init__(signum)
         self.reason = self.reason.replace("before the workload started", "while reporting usage")
-        self.remedy = "run the same command again: within the hour it is idempotent"
+        self.remedy = (
+            "the usage may have been counted: see `meter status` before adding it again"
+            if adding
+            else "run the same command again: within the hour it is idempotent"
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,26 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_timestamp(text: str | None, now: float) -> float:
-    """``--timestamp`` as epoch seconds; `UsageError` if it is not a time."""
-    if text is None:
-        return now
-    value = text.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"--timestamp {one_line(text, 60)!r} is not an ISO 8601 time or epoch seconds",
-            remedy="for example 2026-11-21T10:00:00Z",
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-
 def _instance_id(flag: str | None) -> str:
+    import socket
+
     value = flag or os.environ.get("MARKETPLACE_METER_INSTANCE_ID", "") or socket.gethostname()
     if _INSTANCE.fullmatch(value) is None:
         source = "--instance-id" if flag else "MARKETPLACE_METER_INSTANCE_ID or the host name"
@@ -108,11 +101,25 @@ def _instance_id(flag: str | None) -> str:
     return value
 
 
+_STORE_COMMANDS = ("add", "serve", "status")
+
+
+def fast_path(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is ``meter add``, which sets up logging only if it fails (the logging
+    setup imports the bootstrap's configuration, which costs more than the add itself)."""
+    return list(argv[:1]) == ["add"]
+
+
 def main(argv: Sequence[str]) -> int:
+    command = argv[0] if argv else ""
     try:
+        if command in _STORE_COMMANDS:
+            from . import commands
+
+            return commands.run(command, argv[1:])
         return _meter(argv)
     except Interrupted as interrupt:
-        raise MeterInterrupted(interrupt.signum) from None
+        raise MeterInterrupted(interrupt.signum, adding=command == "add") from None
 
 
 def _meter(argv: Sequence[str]) -> int:
@@ -124,7 +131,14 @@ def _meter(argv: Sequence[str]) -> int:
     from entrypoint.region import default_region_chain, resolve_region
     from entrypoint.retry import Backoff
 
-    from .hours import check_dimension, client_token, format_quantity, hour_start, hour_text
+    from .hours import (
+        check_dimension,
+        client_token,
+        format_quantity,
+        hour_start,
+        hour_text,
+        parse_timestamp,
+    )
     from .hours import parse_quantity as quantity_of
     from .send import meter_dry_run, send_usage
 

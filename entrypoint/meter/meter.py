@@ -1,26 +1,32 @@
-"""`Meter`: custom-dimension usage from inside the seller's software, reported once per hour.
+"""`Meter`: custom-dimension usage from inside the seller's software, into the task's usage store.
 
     with Meter(product_code="prod-abc", dimensions=["users", "gb"],
-               state_file="/var/lib/my-app/meter.json") as meter:
+               state_file="/var/run/marketplace-meter/usage.db") as meter:
         meter.add("users", 3)
         meter.add("gb", Decimal("0.25"))
 
-What it guarantees, and how:
+A `Meter` is a client of the task's store (`entrypoint.meter.store`): every process and thread
+of the task may have one on the same file (a prefork server's workers, a Go program calling
+``meter add``, a ``meter serve`` sidecar), and their usage adds up in one book. What it
+guarantees, and how:
 
 * **One MeterUsage per dimension per hour** ("you can only report usage once per hour for each
-  dimension ... per ECS task or EKS pod"): usage is summed per dimension and UTC hour, and an
-  hour is sent once it has ended (or on shutdown), with its hour-start timestamp.
+  dimension ... per ECS task or EKS pod"): usage is summed per dimension and UTC hour, and each
+  ended hour is sent once by the task's one sender, chosen through the store (a lease: see
+  `entrypoint.meter.sender`), with its hour-start timestamp.
 * **No double billing**: each (task, product, dimension, hour) has a deterministic ClientToken
-  (`hours.client_token`), and a bucket's quantity is frozen and saved before its first send, so
-  every retry, and every resend after a restart, is the identical request, which AWS answers
-  with the record it already made.
-* **No lost usage**: `add` saves the state file (atomically: temp file, fsync, rename) before it
-  returns, unless ``persist_interval`` trades that for speed (a crash may then lose that many
-  seconds of usage). Unsent hours survive restarts in the file and are sent on the next start,
-  as long as that is within MeterUsage's 6 hours. Usage for an hour already reported (after a
-  shutdown and restart within one hour) is carried into the next hour.
-* **Flush on shutdown**: `close` (or leaving the ``with`` block) sends every hour including the
-  current one.
+  and a bucket's quantity is frozen before its first send, so every retry, resend after a crash,
+  or send by a process that took over the lease is the identical request, which AWS answers with
+  the record it already made.
+* **No lost usage**: `add` returns when the usage is committed to the store (to this process's
+  own shard of it: one SQLite transaction, tens of microseconds, waiting for no other process),
+  so the death of any process loses nothing that was added;
+  ``durability="machine"`` makes each add survive a machine crash too. Unsent hours survive
+  restarts in the store and are sent by whichever process sends next, within MeterUsage's 6
+  hours; usage for an hour already reported is carried into the next hour. Usage that cannot be
+  billed (too old, refused by AWS) is kept, logged and listed by `lost`, never dropped silently.
+* **Flush on shutdown**: `close` (or leaving the ``with`` block) sends what is due, and the
+  current hour too if no other process of the task is still metering.
 * **Preflight**: `start` runs a MeterUsage DryRun per dimension, so a wrong product code,
   dimension, Region or IAM policy stops the software at start-up, not an hour later.
 
@@ -32,95 +38,41 @@ from __future__ import annotations
 
 import logging
 import random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from entrypoint.errors import (
-    ConfigurationError,
-    EntrypointError,
-    UsageError,
-    UsageRejectedError,
-)
+from entrypoint.errors import UsageError
 from entrypoint.logs import event
 from entrypoint.metering import MeterUsageClient
 from entrypoint.retry import Backoff
 
-from .book import Bucket, UsageBook
-from .hours import (
-    MAX_AGE,
-    check_dimension,
-    format_quantity,
-    hour_start,
-    hour_text,
-    parse_quantity,
-    seconds_to_next_hour,
-)
-from .send import default_client, meter_dry_run, send_usage
-from .store import StateFile
+from .book import Bucket
+from .hours import check_dimension, hour_start, parse_quantity, to_micros, usage_time
+from .ledger import fold_own, pending
+from .opening import open_store
+from .send import default_client, meter_dry_run
+from .sender import LEASE_SECONDS, FailedUsage, FlushReport, Sender, SentUsage
+from .store import Durability, UsageStore
 
 __all__ = ["FailedUsage", "FlushReport", "Meter", "SentUsage"]
 
-# After an hour ends, the background thread waits up to this long (uniformly) before sending,
-# so that a fleet of tasks does not call MeterUsage in the same second. Ours, not AWS's.
-SEND_SPREAD = 60.0
-# How soon the background thread tries again after a send that failed.
-RETRY_INTERVAL = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SentUsage:
-    dimension: str
-    hour: datetime
-    quantity: Decimal
-    record_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class FailedUsage:
-    """A bucket that could not be sent. ``dropped``: AWS refused it for good (or it became too
-    old to send), so it was removed; otherwise it stays in the state file and is sent later."""
-
-    dimension: str
-    hour: datetime
-    quantity: Decimal
-    error: EntrypointError
-    dropped: bool
-
-
-@dataclass(frozen=True, slots=True)
-class FlushReport:
-    """What one round of sending did, and what is still waiting."""
-
-    sent: tuple[SentUsage, ...] = ()
-    failed: tuple[FailedUsage, ...] = ()
-    pending: tuple[tuple[str, datetime, Decimal], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-
-def _when(hour: int) -> datetime:
-    return datetime.fromtimestamp(hour, UTC)
-
 
 class Meter:
-    """Usage metering for one product in one task or pod (see the module docstring).
+    """Usage metering for one product, as one of the task's processes (see the module docstring).
 
     ``dimensions`` are the product's pricing dimensions (their API names); `add` refuses others.
-    ``state_file`` keeps unsent usage across restarts; one meter per file. ``client`` and
-    ``region`` default to botocore in the task's Region. ``send_deadline`` bounds the retries of
-    one hour's record (then it waits for the next round); ``persist_interval`` None makes every
-    `add` durable before it returns; a number makes the sender thread save that often instead
-    (and every send and `close` saves), so a crash loses at most that many seconds of usage.
+    ``state_file`` is the task's usage store, shared by every process of the task (a JSON state
+    file of an earlier version there is imported once). ``client`` and ``region`` default to
+    botocore in the task's Region. ``send_deadline`` bounds the retries of one hour's record (then
+    it waits for the next round). ``durability`` "machine" fsyncs every add (against a machine
+    crash, for a store on a persistent volume); the default survives the death of any process.
+    ``lease_seconds`` is how long the task may go without a sender after its sender died.
     """
 
     def __init__(
@@ -133,7 +85,8 @@ class Meter:
         region: str | None = None,
         send_deadline: float = 300.0,
         backoff: Backoff | None = None,
-        persist_interval: float | None = None,
+        durability: Durability | None = None,
+        lease_seconds: float = LEASE_SECONDS,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
@@ -143,35 +96,48 @@ class Meter:
         self.dimensions = tuple(check_dimension(d) for d in dimensions)
         if not self.dimensions:
             raise UsageError("a meter needs at least one dimension")
-        self.store = StateFile(state_file)
+        self.state_file = Path(state_file)
         self._client = client
         self._region = region
         self._send_deadline = send_deadline
         self._backoff = backoff or Backoff(base=1.0, cap=30.0)
-        self._persist_interval = persist_interval
+        self._durability: Durability | None = durability
+        self._lease_seconds = lease_seconds
         self._clock, self._monotonic, self._sleep, self._uniform = clock, monotonic, sleep, uniform
-        self._book: UsageBook | None = None
-        self._lock = threading.RLock()  # the book
-        self._send_lock = threading.Lock()  # one round of sending at a time
-        self._save_lock = threading.Lock()  # the file
-        self._changes = 0
-        self._saved = 0
+        # Injected clocks move in jumps: the sender then polls them rather than waiting.
+        self._poll = None if clock is time.time else 0.01
+        self._store: UsageStore | None = None
+        self._sender: Sender | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._retry_soon = False
-        # What start() sent (or found too old to send) of the usage a previous run left behind.
+        self._send_lock = threading.Lock()
+        # What start() sent (or found too old to send) of the usage left from before.
         self.start_report = FlushReport()
+
+    @property
+    def store(self) -> UsageStore:
+        """The task's store, once started."""
+        if self._store is None:
+            raise UsageError("the meter is not started", remedy="call start() or use `with`")
+        return self._store
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, *, preflight: bool = True, background: bool = True) -> Self:
-        """Own the state file, load it, run the DryRun preflight, and start the sender thread,
-        which first sends the hours that ended while the software was down. Without
-        ``background``, those are sent before `start` returns, and `start_report` says how."""
-        if self._book is not None:
+        """Open (or create, or import) the store, run the DryRun preflight, and start the
+        background sender, which competes for the task's lease and first sends the hours that
+        ended while nobody was sending. Without ``background``, those are sent before `start`
+        returns if this process gets the lease, and `start_report` says how."""
+        if self._store is not None:
             return self
-        self.store.acquire()
+        store = open_store(
+            self.state_file,
+            product_code=self.product_code,
+            dimensions=self.dimensions,
+            durability=self._durability,
+            shard=True,  # this process's adds wait for no other process
+            clock=self._clock,
+        )
         try:
-            self._book = self._load()
             if self._client is None:
                 self._client = default_client(self._region)
             if preflight:
@@ -184,11 +150,31 @@ class Meter:
                         sleep=self._sleep,
                         wall_clock=self._clock,
                     )
+            self._store = store
+            self._sender = Sender(
+                store,
+                client=self._client,
+                send_deadline=self._send_deadline,
+                backoff=self._backoff,
+                lease_seconds=self._lease_seconds,
+                clock=self._clock,
+                monotonic=self._monotonic,
+                sleep=self._sleep,
+                uniform=self._uniform,
+            )
+            unsent = store.pending()
+            if unsent:
+                event(
+                    logging.INFO,
+                    f"meter store {store.path}: {len(unsent)} hour(s) of usage not yet reported",
+                    event="meter_state_loaded",
+                    unsent=len(unsent),
+                )
             if not background:  # else the sender thread does it first thing, without blocking
                 self.start_report = self.send_due()
         except BaseException:
-            self._book = None
-            self.store.release()
+            self._store = self._sender = None
+            store.close()
             raise
         if background:
             self._stop.clear()
@@ -197,20 +183,21 @@ class Meter:
         return self
 
     def close(self) -> FlushReport:
-        """Stop the sender, send every hour including the current one, save, and let go of the
-        state file. Usage that could not be sent stays in the file for the next start."""
-        if self._book is None:
+        """Stop the sender; send what is due, and the current hour too unless another process
+        of the task is still metering; leave the store. Usage not sent stays in the store."""
+        if self._store is None or self._sender is None:
             return FlushReport()
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._send_deadline + 10)
             self._thread = None
         try:
-            report = self.flush()
+            with self._send_lock:
+                report = self._sender.shutdown()
+            fold_own(self._store)  # what is left of this process's shard: into the store
         finally:
-            self._save(force=True)
-            self._book = None
-            self.store.release()
+            self._store.close()
+            self._store = self._sender = None
         return report
 
     def __enter__(self) -> Self:
@@ -233,231 +220,80 @@ class Meter:
         at: datetime | float | None = None,
     ) -> datetime:
         """Count ``quantity`` of ``dimension`` now (or ``at``, at most 6 hours ago); return the
-        hour it was credited to. Durable when it returns (unless ``persist_interval`` is set).
+        hour it was credited to. Committed to the store when it returns.
 
         `UsageError` for an undeclared dimension, a quantity MeterUsage cannot carry (negative,
-        over 6 decimals or 9999999999.999999), or a time that is naive, in the future or over 6
-        hours ago. `ConfigurationError` if the state file cannot be written; the usage is then
-        not counted.
+        over 6 decimals or 9999999999.999999, not finite), or a time that is naive, not finite,
+        in the future or over 6 hours ago. `ConfigurationError` if the store cannot be written;
+        the usage is then not counted.
         """
-        book = self._require_started()
+        store = self.store
         if dimension not in self.dimensions:
             raise UsageError(
                 f"dimension {dimension!r} is not one of this meter's: {', '.join(self.dimensions)}"
             )
-        amount = parse_quantity(quantity)
-        now = self._clock()
-        if isinstance(at, datetime) and at.tzinfo is None:
-            raise UsageError(
-                f"usage time {at.isoformat()} has no time zone",
-                remedy="pass an aware datetime, such as datetime.now(UTC)",
-            )
-        when = now if at is None else (at.timestamp() if isinstance(at, datetime) else float(at))
-        if when > now or now - when > MAX_AGE:
-            raise UsageError(
-                f"usage time {datetime.fromtimestamp(when, UTC).isoformat()} is not within the "
-                "last 6 hours",
-                remedy="MeterUsage takes usage at most 6 hours old and never from the future",
-            )
-        with self._lock:
-            credited = book.add(dimension, amount, hour_start(when))
-            self._changes += 1
-        if self._persist_interval is None:
-            try:
-                self._save()
-            except BaseException:
-                # Not on disk, so not counted: the caller may add it again without billing twice.
-                with self._lock:
-                    book.undo(dimension, amount, credited)
-                    self._changes += 1
-                raise
-        return _when(credited)
+        micros = to_micros(parse_quantity(quantity))
+        when = usage_time(at, self._clock())
+        return _when(store.add(dimension, micros, hour_start(when)))
 
     def send_due(self) -> FlushReport:
-        """Send every hour that has ended. Safe to call at any time, from any thread."""
-        return self._send(current_hour=False)
+        """Send every hour that has ended, if this process holds the task's lease (taking it if
+        it is free). Safe to call at any time, from any thread."""
+        return self._round(current_hour=False)
 
     def flush(self) -> FlushReport:
-        """Send every hour including the current one. After this, more usage in the current
-        hour is carried into the next hour (AWS takes one record per hour)."""
-        return self._send(current_hour=True)
+        """Send every hour including the current one, if this process holds the lease. After
+        this, more usage in the current hour is carried into the next hour (AWS takes one
+        record per hour)."""
+        return self._round(current_hour=True)
 
     def pending(self) -> list[tuple[str, datetime, Decimal]]:
-        """Usage not yet reported: (dimension, hour, quantity), oldest first."""
-        with self._lock:
-            book = self._require_started()
-            return [(b.dimension, _when(b.hour), b.quantity) for b in book.unsent()]
+        """Usage of the task not yet reported: (dimension, hour, quantity), oldest first."""
+        return [_row(b) for b in pending(self.store)]
+
+    def lost(self) -> list[tuple[str, datetime, Decimal, str]]:
+        """Usage that will not be billed: (dimension, hour, quantity, why), oldest first: AWS
+        refused its record for good, or it was not reported within MeterUsage's 6 hours."""
+        return [(*_row(b), b.error or b.state) for b in self.store.lost()]
 
     # -- internals ------------------------------------------------------------------------------
-    def _require_started(self) -> UsageBook:
-        if self._book is None:
-            raise UsageError("the meter is not started", remedy="call start() or use `with`")
-        return self._book
-
-    def _load(self) -> UsageBook:
-        data = self.store.load()
-        if data is None:
-            return UsageBook(self.product_code, instance_id=secrets.token_hex(16))
-        try:
-            book = UsageBook.from_json(data)
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            raise self.store.damaged(f"is damaged ({type(exc).__name__}: {exc})") from None
-        if book.product_code != self.product_code:
-            raise ConfigurationError(
-                f"the meter state file {self.store.path} belongs to product {book.product_code}, "
-                f"not {self.product_code}",
-                remedy="give each product its own state file",
-            )
-        unsent = book.unsent()
-        if unsent:
-            event(
-                logging.INFO,
-                f"meter state {self.store.path}: {len(unsent)} hour(s) of usage not yet reported",
-                event="meter_state_loaded",
-                unsent=len(unsent),
-            )
-        return book
-
-    def _save(self, *, force: bool = False) -> None:
-        """Write the book if it changed since the last write (snapshots never go backwards)."""
-        with self._save_lock:
-            with self._lock:
-                if self._book is None or (self._changes == self._saved and not force):
-                    return
-                snapshot, version = self._book.to_json(), self._changes
-            self.store.save(snapshot)
-            self._saved = max(self._saved, version)
-
-    def _send(self, *, current_hour: bool) -> FlushReport:
+    def _round(self, *, current_hour: bool) -> FlushReport:
+        self.store  # noqa: B018 - raises when not started
+        assert self._sender is not None  # noqa: S101 - set with the store
         with self._send_lock:
-            book = self._require_started()
-            now = self._clock()
-            failed: list[FailedUsage] = []
-            with self._lock:
-                failed.extend(self._expired(bucket) for bucket in book.expire(now))
-                due = book.seal(now, current_hour=current_hour)
-                self._changes += 1
-            self._save()  # sealed quantities are on disk before the first attempt
-            sent: list[SentUsage] = []
-            for bucket in due:
-                outcome = self._send_bucket(book, bucket)
-                if isinstance(outcome, SentUsage):
-                    sent.append(outcome)
-                    continue
-                failed.append(outcome)
-                if not outcome.dropped:
-                    break  # not this record's fault (network, credentials): stop this round
-            self._save()
-            with self._lock:
-                pending = tuple((b.dimension, _when(b.hour), b.quantity) for b in book.unsent())
-            return FlushReport(sent=tuple(sent), failed=tuple(failed), pending=pending)
-
-    def _send_bucket(self, book: UsageBook, bucket: Bucket) -> SentUsage | FailedUsage:
-        quantity = format_quantity(bucket.quantity)
-        assert self._client is not None  # noqa: S101 - set by start()
-        try:
-            record_id = send_usage(
-                self._client,
-                product_code=self.product_code,
-                dimension=bucket.dimension,
-                hour=bucket.hour,
-                quantity=quantity,
-                client_token=bucket.token,
-                deadline=self._send_deadline,
-                backoff=self._backoff,
-                clock=self._monotonic,
-                sleep=self._sleep,
-                uniform=self._uniform,
-            )
-        except UsageRejectedError as error:
-            with self._lock:
-                book.drop(bucket)
-                self._changes += 1
-            event(
-                logging.ERROR,
-                f"MeterUsage refused {quantity} {bucket.dimension} for {hour_text(bucket.hour)} "
-                f"for good, so it will not be billed: {error.diagnosis()}",
-                event="meter_usage_rejected",
-                dimension=bucket.dimension,
-                hour=hour_text(bucket.hour),
-                quantity=quantity,
-                error=error.code,
-            )
-            return FailedUsage(
-                bucket.dimension, _when(bucket.hour), bucket.quantity, error, dropped=True
-            )
-        except EntrypointError as error:
-            event(
-                logging.ERROR,
-                f"MeterUsage for {bucket.dimension}, {hour_text(bucket.hour)} failed; kept to "
-                f"send again: {error.diagnosis()}",
-                event="meter_usage_failed",
-                dimension=bucket.dimension,
-                hour=hour_text(bucket.hour),
-                error=type(error).__name__,
-            )
-            return FailedUsage(
-                bucket.dimension, _when(bucket.hour), bucket.quantity, error, dropped=False
-            )
-        with self._lock:
-            book.mark_sent(bucket, record_id)
-            self._changes += 1
-        self._save()
-        event(
-            logging.INFO,
-            f"MeterUsage recorded {quantity} {bucket.dimension} for {hour_text(bucket.hour)} "
-            f"(record {record_id})",
-            event="meter_usage_sent",
-            dimension=bucket.dimension,
-            hour=hour_text(bucket.hour),
-            quantity=quantity,
-            record_id=record_id,
-        )
-        return SentUsage(bucket.dimension, _when(bucket.hour), bucket.quantity, record_id)
-
-    def _expired(self, bucket: Bucket) -> FailedUsage:
-        quantity = format_quantity(bucket.quantity)
-        error = UsageRejectedError(
-            f"{quantity} {bucket.dimension} for {hour_text(bucket.hour)} was not reported within "
-            "MeterUsage's 6 hours",
-            code="TimestampOutOfBoundsException",
-            remedy="keep the software running, or restart it within 6 hours of a stop",
-        )
-        event(
-            logging.ERROR,
-            f"usage lost: {error.reason}",
-            event="meter_usage_expired",
-            dimension=bucket.dimension,
-            hour=hour_text(bucket.hour),
-            quantity=quantity,
-        )
-        return FailedUsage(
-            bucket.dimension, _when(bucket.hour), bucket.quantity, error, dropped=True
-        )
+            return self._sender.round(current_hour=current_hour)
 
     def _run(self) -> None:
-        """The background sender: at once, then after each hour ends (plus a spread), send;
-        save on time."""
+        """The background sender: claim or renew the lease, send when due, wait; repeat."""
+        sender = self._sender
+        assert sender is not None  # noqa: S101 - set by start()
         wait = 0.0
-        while not self._stop.wait(wait):
+        while not self._wait(wait):
             try:
-                report = self.send_due()
-                if self._persist_interval is not None:
-                    self._save()
-                self._retry_soon = not report.ok
+                with self._send_lock:
+                    wait = sender.step()
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any one failure
-                self._retry_soon = True
+                wait = sender.lease_seconds / 3
                 event(
                     logging.ERROR,
                     f"the meter's sender failed: {type(exc).__name__}: {exc}",
                     event="meter_sender_failed",
                 )
-            wait = self._next_wake()
 
-    def _next_wake(self) -> float:
-        wait = seconds_to_next_hour(self._clock()) + self._uniform(0.0, SEND_SPREAD)
-        if self._retry_soon:
-            wait = min(wait, RETRY_INTERVAL)
-        if self._persist_interval is not None:
-            wait = min(wait, self._persist_interval)
-        return max(wait, 0.0)
+    def _wait(self, seconds: float) -> bool:
+        """Wait ``seconds`` of the meter's clock; True when stopping."""
+        if self._poll is None:
+            return self._stop.wait(seconds)
+        end = self._clock() + seconds
+        while self._clock() < end:
+            if self._stop.wait(self._poll):
+                return True
+        return self._stop.is_set()
+
+
+def _when(hour: int) -> datetime:
+    return datetime.fromtimestamp(hour, UTC)
+
+
+def _row(bucket: Bucket) -> tuple[str, datetime, Decimal]:
+    return (bucket.dimension, _when(bucket.hour), bucket.quantity)
