@@ -14,7 +14,6 @@ bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,9 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._version import __version__
 from .answers import (
-    IDENTITY_FILE_REMEDY,
     METER_USAGE_ROLE_REMEDY,
-    ROLE_REMEDY,
     MeterUsageAnswer,
     RegisterUsageAnswer,
     Transient,
@@ -36,10 +33,10 @@ from .answers import (
     classify_sts_error,
     classify_unparsable,
 )
+from .awssession import AwsSession, bounded_sender, classify_botocore, raised_in
 from .capped import CappedSend, OversizedAnswer
-from .credentials import CredentialSource, announce_credentials
-from .environment import check_aws_environment
-from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
+from .credentials import CredentialSource
+from .errors import ConfigurationError, ServiceError, one_line
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -124,6 +121,7 @@ class BotocoreMeteringClient:
         self.endpoint_url = endpoint_url
         self._credentials = credentials
         self._session = session
+        self._aws: AwsSession | None = None
         self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
@@ -138,16 +136,25 @@ class BotocoreMeteringClient:
             return client
 
     def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
-        import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
 
-        # What botocore will read from the environment, checked first (exit 78 naming it).
-        check_aws_environment(os.environ)
-        if self._session is None:
-            self._session = botocore.session.get_session()
+        if self._aws is None:
+            # Checks the environment and the files it names (exit 78 naming the variable), and
+            # bounds every answer of every client and credential fetcher (entrypoint.awssession).
+            self._aws = AwsSession(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                session=self._session,
+            )
         if self._credentials is None:
-            self._resolve_credentials(self._session)
+            try:
+                self.credential_source = self._aws.resolve_credentials()
+            except BaseException:
+                # The next attempt starts from a new botocore session: botocore caches an STS
+                # answer before it reads it, so a malformed one would fail every retry unasked.
+                self._aws = None
+                raise
         config = Config(
             region_name=self.region,
             connect_timeout=connect,
@@ -165,71 +172,24 @@ class BotocoreMeteringClient:
         try:
             client = cast(
                 "MarketplaceMeteringClient",
-                self._session.create_client("meteringmarketplace", **kwargs),
+                self._aws.create_client("meteringmarketplace", **kwargs),
             )
         except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
+            raise classify_botocore(exc) from None
         except ValueError as exc:  # botocore refuses malformed endpoint URLs with ValueError
             raise ConfigurationError(
                 f"cannot create the Metering client: {one_line(exc, 200)}",
                 remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING and the AWS config file",
             ) from None
-        # botocore exposes its HTTP session only as a private attribute; sending through it keeps
-        # every transport setting botocore resolved. The handler is per client (per timeout).
-        sender = CappedSend(
-            cast("Any", client)._endpoint.http_session, connect_timeout=connect, read_timeout=read
-        )
-        client.meta.events.register("before-send.marketplace-metering", sender)
-        return client, sender
+        # Every client of the session reads its answers through its own CappedSend, over the
+        # HTTP session botocore resolved for it (per client, so per timeout).
+        return client, bounded_sender(client)
 
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint
         URL botocore will use. For the ``check`` command."""
         client, _ = self._client(self.connect_timeout, self.read_timeout)
         return str(client.meta.endpoint_url)
-
-    def _resolve_credentials(self, session: Session) -> None:
-        """Resolve, and fetch, the task's credentials before the first call.
-
-        botocore defers IRSA's STS call to the first signature; fetching here classifies its
-        failures as credential failures, and names the source once in the log.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            credentials = session.get_credentials()
-            if credentials is None:
-                raise ConfigurationError(
-                    "no AWS credentials found (no task role, no IRSA, no keys)",
-                    remedy=ROLE_REMEDY,
-                )
-            credentials.get_frozen_credentials()
-        except EntrypointError:
-            raise
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-            raise classify_sts_error(
-                str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
-            ) from None
-        except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
-        except OSError as exc:  # a token file botocore could not read
-            raise ConfigurationError(
-                f"cannot read {exc.filename or 'a credentials file'}: "
-                f"{exc.strerror or one_line(exc, 120)}",
-                remedy=IDENTITY_FILE_REMEDY,
-            ) from None
-        except ValueError as exc:  # e.g. a container credentials URI botocore will not use
-            raise ConfigurationError(
-                f"the credentials configuration was refused: {one_line(exc, 200)}",
-                remedy="AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, loopback, or the ECS "
-                "agent's address",
-            ) from None
-        if self.credential_source is None:
-            self.credential_source = announce_credentials(
-                getattr(credentials, "method", None), os.environ
-            )
 
     def register_usage(
         self,
@@ -266,11 +226,11 @@ class BotocoreMeteringClient:
         except OversizedAnswer as exc:
             raise classify_oversized(exc.status, exc.size) from None
         except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
+            raise classify_botocore(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise classify_unparsable(exc, sender.last_status()) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
-            if _raised_in(exc, "botocore.parsers"):
+            if raised_in(exc, "botocore.parsers"):
                 # botocore's parser lets AttributeError/ValueError escape on answers that are JSON
                 # but not objects, or carry a timestamp it cannot read: a bad answer, not a bug.
                 raise classify_unparsable(exc, sender.last_status()) from None
@@ -329,7 +289,7 @@ class BotocoreMeteringClient:
         except OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
             raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:
-            raise _classify_botocore(exc, METER_USAGE_ROLE_REMEDY) from None
+            raise classify_botocore(exc, METER_USAGE_ROLE_REMEDY) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise Transient("ResponseParserError", str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
@@ -348,16 +308,6 @@ class BotocoreMeteringClient:
         return MeterUsageAnswer(record_id=record_id)
 
 
-def _raised_in(exc: BaseException, module: str) -> bool:
-    """Whether any frame of ``exc``'s traceback ran code of ``module``."""
-    tb = exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_globals.get("__name__") == module:
-            return True
-        tb = tb.tb_next
-    return False
-
-
 def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: ANN401 - a botocore client
     """``UsageQuantityAsDecimal`` when the SDK's model has it, else a whole ``UsageQuantity``."""
     members = client.meta.service_model.operation_model("MeterUsage").input_shape.members
@@ -371,41 +321,6 @@ def _quantity_parameter(client: Any, quantity: str) -> dict[str, Any]:  # noqa: 
             remedy="upgrade boto3 and botocore",
         )
     return {"UsageQuantity": int(whole)}
-
-
-def _classify_botocore(
-    exc: Exception, role_remedy: str = ROLE_REMEDY
-) -> EntrypointError | Transient:
-    """Map botocore's own (non-HTTP-status) failures."""
-    from botocore import exceptions as bx
-
-    text = one_line(exc, 200)
-    if isinstance(exc, bx.SSLError):
-        return ConfigurationError(
-            f"TLS to the Metering endpoint failed: {text}",
-            remedy="check AWS_CA_BUNDLE, any TLS-inspecting proxy, and this host's clock",
-        )
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return ConfigurationError(f"no usable AWS credentials ({text})", remedy=role_remedy)
-    if isinstance(exc, bx.CredentialRetrievalError):
-        # The container credentials endpoint or STS is not ready yet: common in the first
-        # seconds of a task. Retried inside the deadline.
-        return Transient("CredentialRetrievalError", text)
-    if isinstance(exc, bx.NoRegionError | bx.InvalidRegionError):
-        return ConfigurationError(
-            f"invalid AWS Region ({text})", remedy="set AWS_REGION to the task's Region"
-        )
-    if isinstance(exc, bx.HTTPClientError | bx.ConnectionError):
-        return Transient(type(exc).__name__, text)
-    if isinstance(exc, bx.ProfileNotFound | bx.ConfigNotFound | bx.InvalidConfigError):
-        return ConfigurationError(
-            f"the AWS configuration is invalid ({text})",
-            remedy="check AWS_PROFILE, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE",
-        )
-    return ConfigurationError(
-        f"the AWS SDK refused the call ({type(exc).__name__}: {text})",
-        remedy="check the AWS configuration of the task",
-    )
 
 
 def create_metering_client(

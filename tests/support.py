@@ -181,6 +181,31 @@ def run_cli(
     return Run(pid=process.pid, returncode=process.returncode, stdout=stdout, stderr=stderr)
 
 
+# Forks the command from a small interpreter, so that the child's peak RSS (wait4's ru_maxrss,
+# which also counts the parent's pages shared before exec) is not pytest's own size.
+_PEAK_RSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_cli_peak_rss(
+    args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60
+) -> tuple[Run, float]:
+    """Run the console script as `run_cli` does, from a small parent that measures it: the run
+    (its ``returncode`` is the script's own exit status) and its peak RSS in MiB, as the kernel
+    accounted it (``ru_maxrss`` is in kilobytes on Linux)."""
+    program = [sys.executable, "-c", _PEAK_RSS, str(CONSOLE_SCRIPT)]
+    run = run_cli(args, env, timeout=timeout, program=program)
+    peak_kib, code = (int(field) for field in run.stdout.split())
+    run.returncode = code
+    return run, peak_kib / 1024
+
+
 def signed_post(
     url: str,
     body: bytes,
