@@ -9,6 +9,14 @@ bootstrap itself: options, then ``--``, then the workload.
 
 This module imports only the standard library at the top, so SIGINT/SIGTERM handlers are in
 place before the SDK's imports start (about 150 ms of a cold start).
+
+The buyer writes the task's environment, so the interpreter must not take its behaviour from it:
+the console script runs the bootstrap in Python's isolated mode (``-I``: no ``PYTHON*``
+variables, no user site-packages, nothing imported from the working directory), re-executing
+itself once if it was started without (the image's launcher starts it isolated already), and
+ends with ``os._exit`` after flushing its output, so no ``PYTHONINSPECT`` prompt and no exit
+status other than the documented one can follow a refusal. The workload still gets the
+environment exactly as given, ``PYTHON*`` variables included (`entrypoint.execute`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import BootstrapInterrupted, EntrypointError, ExitCode, UsageError
 from .flags import PROGRAM, parse_settings_args, settings_parser
@@ -69,11 +77,39 @@ def _bootstrap(argv: Sequence[str]) -> list[str]:
 
 
 def _demo(argv: Sequence[str]) -> list[str]:
-    from . import demo
-
+    demo = _development_tool("demo", "entrypoint.demo")
     args, workload = demo.parse(argv)
     _setup_logging(args.log_format)
-    return demo.run(args, workload)
+    workload_argv: list[str] = demo.run(args, workload)
+    return workload_argv
+
+
+def _emulator(argv: Sequence[str]) -> int:
+    emulator_cli = _development_tool("emulator", "entrypoint.emulator.cli")
+    code: int = emulator_cli.main(argv)
+    return code
+
+
+# What docker/image_build.py leaves out of the production image.
+_DEVELOPMENT_MODULES = ("entrypoint.demo", "entrypoint.emulator")
+
+
+def _development_tool(command: str, module: str) -> Any:  # noqa: ANN401 - the tool's module
+    """Import a development tool's module. The production image leaves the demo and the emulator
+    out (docker/image_build.py): there, asking for them is a usage error, not an ImportError."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(_DEVELOPMENT_MODULES):
+            raise  # a dependency is missing: a broken installation, not a left-out tool
+        raise UsageError(
+            f"{command!r} is not part of this installation: the demo and the emulator are "
+            "development tools, left out of the production image",
+            remedy=f"run `{PROGRAM} {command}` from a development install "
+            "(pip install marketplace-entrypoint)",
+        ) from None
 
 
 def _report(error: EntrypointError) -> int:
@@ -123,13 +159,18 @@ def _run(step: Callable[[], list[str] | int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point.
+    """Console-script entry point (``argv`` None: this process's own arguments).
+
+    As the console script, the bootstrap runs in isolated mode (`isolate`) and the process ends
+    with `end_process`: the exit status is the documented one whatever the environment says.
 
     SIGINT and SIGTERM raise from here on, not only around the bootstrap's steps: one arriving
     while logging is set up (which imports cryptography, the longest stretch of a cold start)
     ends the run with 128+N and the one-line diagnosis, not a KeyboardInterrupt traceback or a
     silent death.
     """
+    if argv is None:
+        isolate()
     args = list(sys.argv[1:] if argv is None else argv)
     with raise_on_signals():
         try:
@@ -138,7 +179,62 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _interrupted_early(interrupt.signum)
         except KeyboardInterrupt:
             code = _interrupted_early(2)
+        except SystemExit as done:  # argparse's --help and --version
+            if argv is not None:
+                raise
+            code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    if argv is None:
+        end_process(code)
     sys.exit(code)
+
+
+def isolate() -> None:
+    """Make sure this interpreter runs in isolated mode (``python -I``); if it does not,
+    re-execute it so, with the same arguments, the same PID and the environment the process was
+    started with (`entrypoint.execute.original_environ`: CPython's own start-up changes
+    ``os.environ``, and the workload must not inherit that).
+
+    Without ``-I``, ``PYTHONINSPECT`` turns a refusal into an interactive prompt (on a terminal)
+    or exit status 1, ``PYTHONPATH`` and ``PYTHONSTARTUP`` run the buyer's code,
+    ``PYTHONWARNINGS=error`` turns botocore's warnings into failures, ``PYTHONOPTIMIZE`` and
+    ``PYTHONHOME`` change what runs. pip writes console scripts with a plain ``#!python`` line,
+    so the flag cannot be in it. Options given on the command line itself (``-X``, ``-W``) are
+    the command's author's, not the environment's, and are kept.
+    """
+    if sys.flags.isolated or not sys.executable:
+        return
+    from .execute import original_environ
+
+    environ = original_environ() or dict(os.environ)
+    # orig_argv[0] is the interpreter as it was named; [1:] its options, then the script (or
+    # -m module) and the arguments.
+    command = [sys.executable, "-I", *sys.orig_argv[1:]]
+    _flush_output()
+    os.execve(sys.executable, command, environ)  # noqa: S606 - the same program, isolated
+
+
+def _flush_output() -> None:
+    import contextlib
+
+    for handler in logging.getLogger("marketplace_entrypoint").handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # A closed or broken stream cannot hold anything worth keeping.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+
+
+def end_process(code: int) -> NoReturn:
+    """Flush what was written, then end the process with ``code`` at once (``os._exit``).
+
+    ``sys.exit`` hands the status to the interpreter's shutdown, which the environment can
+    change: ``PYTHONINSPECT`` opens a prompt instead (or exits 1 without a terminal), and a
+    failing flush of stdout at shutdown turns any status into 120. Nothing needs the shutdown:
+    no atexit handler is registered, and every thread still running is a daemon.
+    """
+    _flush_output()
+    os._exit(code)
 
 
 def _interrupted_early(signum: int) -> int:
@@ -159,9 +255,7 @@ def _main(args: list[str]) -> int:
         return _run(lambda: run_check(args[1:]))
     if command == "emulator":
         _setup_logging("text")
-        from .emulator.cli import main as emulator_main
-
-        return _run(lambda: emulator_main(args[1:]))
+        return _run(lambda: _emulator(args[1:]))
     if command == "demo":
         _setup_logging(_peek_log_format(args[1:]))
         return _run(lambda: _demo(args[1:]))
