@@ -92,7 +92,9 @@ class _BufferedBody:
 class CappedSend:
     """A ``before-send`` handler: send the request through botocore's own HTTP session, then read
     the body ourselves, bounded in size (`MAX_ANSWER_BYTES`) and complete (no shorter than its
-    ``Content-Length``), and bound the whole attempt in time (`exchange`).
+    ``Content-Length``), and bound the whole attempt in time (`exchange`). With ``refuse_dtd``
+    (clients whose answers botocore parses as XML), an answer declaring a DOCTYPE or an ENTITY
+    is refused before botocore sees it (`DoctypeAnswer`).
 
     Returning a response from ``before-send`` is botocore's documented way to supply one; what
     the session sends (proxies, CA bundle, timeouts, SigV4 headers) is exactly what botocore would.
@@ -157,21 +159,13 @@ class BoundedSession:
         max_bytes: int = MAX_ANSWER_BYTES,
     ) -> None:
         self._session = session
-        self._limit = max(connect_timeout, read_timeout)
-        self._read_timeout = read_timeout
-        self._max_bytes = max_bytes
+        self._send = CappedSend(session, connect_timeout, read_timeout, max_bytes)
         self.last_status: int | None = None
         self.last_body = b""
 
     def send(self, request: Any) -> Any:  # noqa: ANN401 - botocore request and response
         self.last_status, self.last_body = None, b""
-        response = exchange(
-            self._session,
-            request,
-            limit=self._limit,
-            read_timeout=self._read_timeout,
-            max_bytes=self._max_bytes,
-        )
+        response = self._send(request)
         self.last_status, self.last_body = response.status_code, bytes(response.content[:512])
         return response
 

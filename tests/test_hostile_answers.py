@@ -10,8 +10,6 @@ internal entities; expat's own amplification limit stops the bomb, but no AWS an
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from entrypoint import ExitCode
 from entrypoint.emulator import Emulator
 from entrypoint.emulator.faults import Endpoint, Fault
 
-from .support import Run, base_env, run_cli
+from .support import Listener, Run, base_env, run_cli
 
 NO_KEYS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
 ROLE = "arn:aws:iam::123456789012:role/marketplace-product"
@@ -227,34 +225,15 @@ def test_a_wrong_authorization_token_fails_at_once(
     assert "not-the-agent-token" not in run.stderr
 
 
-class _Listener:
-    """A TCP port that counts the connections made to it (the host an ambiguous URI names)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-
 @pytest.fixture
-def listener() -> Iterator[_Listener]:
-    named = _Listener()
+def listener() -> Iterator[Listener]:
+    named = Listener()
     yield named
-    named.sock.close()
+    named.close()
 
 
 def test_a_full_uri_whose_host_parsers_disagree_on_is_refused(
-    emulator: Emulator, keys_dir: Path, tmp_path: Path, listener: _Listener
+    emulator: Emulator, keys_dir: Path, tmp_path: Path, listener: Listener
 ) -> None:
     """``http://name:P1\\@127.0.0.2:P2/creds``: botocore's loopback check sees 127.0.0.2 while
     urllib3 connects to ``name`` and sends it the authorization token. Here ``name`` is a live

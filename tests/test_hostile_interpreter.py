@@ -9,11 +9,8 @@ every variable as it was given. The terminal here is a real pseudo-terminal.
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,52 +19,9 @@ from entrypoint import ExitCode
 from entrypoint.emulator import Emulator
 
 from .conftest import PRODUCT
-from .support import CONSOLE_SCRIPT, base_env, run_cli
+from .support import CONSOLE_SCRIPT, base_env, run_cli, run_on_terminal
 
 NOT_ENTITLED = "marketplace-entrypoint: error: not entitled: "
-LEAVE_THE_PROMPT = b"import os; os._exit(99)\n"
-
-
-def run_on_terminal(
-    argv: Sequence[str], env: Mapping[str, str], timeout: float = 60
-) -> tuple[int, str]:
-    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr (a session of its own,
-    as a container runtime's ``-t`` gives); return its exit status and everything it wrote. A
-    Python prompt that appears is answered with ``os._exit(99)``, so the run always ends."""
-    master, slave = os.openpty()
-    process = subprocess.Popen(
-        list(argv), env=dict(env), stdin=slave, stdout=slave, stderr=slave, start_new_session=True
-    )
-    os.close(slave)
-    output = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if not ready:
-                if process.poll() is not None:
-                    break
-                continue
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # EIO: every process holding the terminal has gone
-                break
-            if not data:
-                break
-            output += data
-            if b">>> " in output and not answered:
-                answered = True
-                os.write(master, LEAVE_THE_PROMPT)
-        else:
-            process.kill()
-            raise AssertionError(f"{argv} did not end in {timeout}s:\n{output.decode()}")
-        return process.wait(timeout=10), output.decode("utf-8", "replace")
-    finally:
-        os.close(master)
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture
