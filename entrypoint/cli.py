@@ -11,9 +11,9 @@ This module imports only the standard library at the top, so SIGINT/SIGTERM hand
 place before the SDK's imports start (about 150 ms of a cold start).
 
 The buyer writes the task's environment, so the interpreter must not take its behaviour from it:
-the console script runs the bootstrap in Python's isolated mode (``-I``: no ``PYTHON*``
-variables, no user site-packages, nothing imported from the working directory), re-executing
-itself once if it was started without (the image's launcher starts it isolated already), and
+the bootstrap runs in Python's isolated mode (``-I``: no ``PYTHON*`` variables, no user
+site-packages, nothing imported from the working directory), re-executing itself once if it was
+started without (`entrypoint.console`; the image's launcher starts it isolated already), and
 ends with ``os._exit`` after flushing its output, so no ``PYTHONINSPECT`` prompt and no exit
 status other than the documented one can follow a refusal. The workload still gets the
 environment exactly as given, ``PYTHON*`` variables included (`entrypoint.execute`).
@@ -161,14 +161,17 @@ def _run(step: Callable[[], list[str] | int]) -> int:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point (``argv`` None: this process's own arguments).
 
-    As the console script, the bootstrap runs in isolated mode (`isolate`) and the process ends
-    with `end_process`: the exit status is the documented one whatever the environment says.
+    As the console script, the bootstrap runs in isolated mode (`entrypoint.console.isolate`)
+    and the process ends with `entrypoint.console.end_process`: the exit status is the
+    documented one whatever the environment says.
 
     SIGINT and SIGTERM raise from here on, not only around the bootstrap's steps: one arriving
     while logging is set up (which imports cryptography, the longest stretch of a cold start)
     ends the run with 128+N and the one-line diagnosis, not a KeyboardInterrupt traceback or a
     silent death.
     """
+    from .console import end_process, isolate
+
     if argv is None:
         isolate()
     args = list(sys.argv[1:] if argv is None else argv)
@@ -186,55 +189,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     if argv is None:
         end_process(code)
     sys.exit(code)
-
-
-def isolate() -> None:
-    """Make sure this interpreter runs in isolated mode (``python -I``); if it does not,
-    re-execute it so, with the same arguments, the same PID and the environment the process was
-    started with (`entrypoint.execute.original_environ`: CPython's own start-up changes
-    ``os.environ``, and the workload must not inherit that).
-
-    Without ``-I``, ``PYTHONINSPECT`` turns a refusal into an interactive prompt (on a terminal)
-    or exit status 1, ``PYTHONPATH`` and ``PYTHONSTARTUP`` run the buyer's code,
-    ``PYTHONWARNINGS=error`` turns botocore's warnings into failures, ``PYTHONOPTIMIZE`` and
-    ``PYTHONHOME`` change what runs. pip writes console scripts with a plain ``#!python`` line,
-    so the flag cannot be in it. Options given on the command line itself (``-X``, ``-W``) are
-    the command's author's, not the environment's, and are kept.
-    """
-    if sys.flags.isolated or not sys.executable:
-        return
-    from .execute import original_environ
-
-    environ = original_environ() or dict(os.environ)
-    # orig_argv[0] is the interpreter as it was named; [1:] its options, then the script (or
-    # -m module) and the arguments.
-    command = [sys.executable, "-I", *sys.orig_argv[1:]]
-    _flush_output()
-    os.execve(sys.executable, command, environ)  # noqa: S606 - the same program, isolated
-
-
-def _flush_output() -> None:
-    import contextlib
-
-    for handler in logging.getLogger("marketplace_entrypoint").handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        # A closed or broken stream cannot hold anything worth keeping.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stream.flush()
-
-
-def end_process(code: int) -> NoReturn:
-    """Flush what was written, then end the process with ``code`` at once (``os._exit``).
-
-    ``sys.exit`` hands the status to the interpreter's shutdown, which the environment can
-    change: ``PYTHONINSPECT`` opens a prompt instead (or exits 1 without a terminal), and a
-    failing flush of stdout at shutdown turns any status into 120. Nothing needs the shutdown:
-    no atexit handler is registered, and every thread still running is a daemon.
-    """
-    _flush_output()
-    os._exit(code)
 
 
 def _interrupted_early(signum: int) -> int:
