@@ -24,8 +24,9 @@ diagnosis (`classify_credential_failure`).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -129,6 +130,21 @@ class AwsSession:
     def create_client(self, service: str, **kwargs: Any) -> Any:  # noqa: ANN401 - botocore's
         """``botocore.session.Session.create_client``; the client's answers are bounded."""
         return self.botocore.create_client(service, **kwargs)
+
+    @contextlib.contextmanager
+    def refreshes_classified(self) -> Iterator[None]:
+        """Around a client call: botocore refreshes the task's credentials while it signs (IRSA's
+        STS call, the container credentials endpoint, when they are about to expire), and a
+        failure there is classified as `resolve_credentials` classifies it, not as an answer of
+        the service called. Raises `Transient` or an `EntrypointError`; anything else passes."""
+        try:
+            yield
+        except (Transient, EntrypointError):
+            raise
+        except Exception as exc:
+            if raised_in(exc, "botocore.credentials"):
+                raise classify_credential_failure(exc, self.container_fetch) from None
+            raise
 
     def _bound_fetchers(self) -> None:
         """Put botocore's container credentials and IMDS fetchers behind `BoundedSession`.

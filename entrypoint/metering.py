@@ -14,8 +14,9 @@ bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -36,7 +37,7 @@ from .answers import (
 from .awssession import AwsSession, bounded_sender, classify_botocore, raised_in
 from .capped import CappedSend, OversizedAnswer
 from .credentials import CredentialSource
-from .errors import ConfigurationError, ServiceError, one_line
+from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -185,6 +186,23 @@ class BotocoreMeteringClient:
         # HTTP session botocore resolved for it (per client, so per timeout).
         return client, bounded_sender(client)
 
+    @contextlib.contextmanager
+    def _refreshes_classified(self) -> Iterator[None]:
+        """A credential refresh that fails mid-call, classified as a credential failure; the next
+        attempt then starts from a new session (see `_create`)."""
+        aws = self._aws
+        if aws is None:  # explicit credentials: nothing to refresh
+            yield
+            return
+        try:
+            with aws.refreshes_classified():
+                yield
+        except (Transient, EntrypointError):
+            with self._lock:
+                self._aws = None
+                self._clients.clear()
+            raise
+
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint
         URL botocore will use. For the ``check`` command."""
@@ -209,9 +227,12 @@ class BotocoreMeteringClient:
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
         client, sender = self._client(connect, read)
         try:
-            response = client.register_usage(
-                ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
-            )
+            with self._refreshes_classified():
+                response = client.register_usage(
+                    ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
+                )
+        except (Transient, EntrypointError):
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -274,7 +295,10 @@ class BotocoreMeteringClient:
         }
         params.update(_quantity_parameter(client, quantity))
         try:
-            response: Mapping[str, Any] = client.meter_usage(**params)
+            with self._refreshes_classified():
+                response: Mapping[str, Any] = client.meter_usage(**params)
+        except (Transient, EntrypointError):
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))

@@ -134,6 +134,29 @@ def test_sts_is_asked_again_after_a_hostile_answer(
     assert [c.error for c in emulator.calls() if c.operation == "POST /sts"] == ["fault:body", None]
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (STS_ANSWERS[0][1], DTD),
+        (credentials_xml(""), "(KeyError: 'Credentials')"),
+    ],
+    ids=["external-entity", "no-credentials"],
+)
+def test_a_hostile_sts_answer_while_botocore_refreshes_mid_call_is_a_credential_fault(
+    emulator: Emulator, keys_dir: Path, tmp_path: Path, body: str, fragment: str
+) -> None:
+    """Credentials that expire within botocore's 10-minute mandatory window are refreshed while
+    RegisterUsage is signed: that STS answer was read as RegisterUsage's (76 "failed
+    unexpectedly", or 65 for a flood)."""
+    emulator.platform.configure(credentials_lifetime=300)
+    emulator.faults.inject_endpoint(Endpoint.STS, Fault.BODY, value=f"HTTP 200 {body}", after=1)
+    run, report = start(keys_dir, irsa(emulator, tmp_path), tmp_path)
+    assert_refused(run, report, ExitCode.RETRIES_EXHAUSTED, "last error: Credential", fragment)
+    sts = [c.error for c in emulator.calls() if c.operation == "POST /sts"]
+    assert sts[:2] == [None, "fault:body"], sts
+    assert emulator.calls("RegisterUsage") == []
+
+
 # -- the container credentials endpoint ------------------------------------------------------------
 
 CONTAINER_ANSWERS = [

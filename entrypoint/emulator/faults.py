@@ -141,6 +141,7 @@ class _Plan:
     fault: Fault
     value: float | str
     times: int | None  # None: every answer
+    after: int = 0  # answer this many requests as usual first
 
 
 class TokenBucket:
@@ -203,13 +204,15 @@ class Faults:
         *,
         times: int | None = None,
         value: float | str | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``times`` requests (None: all) to a platform ``endpoint`` with
-        ``fault``: one of `ENDPOINT_FAULTS` (a signed-token fault has no meaning there)."""
+        """Answer ``times`` requests (None: all) to a platform ``endpoint`` with ``fault``, after
+        answering ``after`` as usual: one of `ENDPOINT_FAULTS` (a signed-token fault has no
+        meaning there)."""
         kind, where = Fault(fault), Endpoint(endpoint)
         if kind not in ENDPOINT_FAULTS:
             raise ValueError(f"{kind} is a RegisterUsage fault, not one for {where}")
-        plan = _Plan(kind, _DEFAULTS.get(kind, 0.0) if value is None else value, times)
+        plan = _Plan(kind, _DEFAULTS.get(kind, 0.0) if value is None else value, times, after)
         with self._lock:
             self._endpoint_plans.setdefault(str(where), []).append(plan)
 
@@ -261,6 +264,9 @@ class Faults:
             if not plans:
                 return None
             plan = plans[0]
+            if plan.after > 0:  # this request is answered as usual
+                plan.after -= 1
+                return None
             if plan.times is not None:
                 plan.times -= 1
             return plan

@@ -52,7 +52,9 @@ class PlatformTask:
     platform 1.4 had no AvailabilityZone). ``credentials_token``: the Authorization value the
     credentials endpoint requires (None: none). ``credentials_failures``: the next N credential
     requests answer HTTP 500. ``role_allowed`` / ``node_role_allowed``: whether the task role /
-    instance role may call aws-marketplace actions.
+    instance role may call aws-marketplace actions. ``credentials_lifetime``: how long what the
+    endpoints (and STS) hand out is valid; under botocore's 10-minute mandatory refresh window,
+    every signature refreshes them first.
     """
 
     launch_type: str = "FARGATE"
@@ -65,6 +67,7 @@ class PlatformTask:
     node_role: str = "eks-node-role"
     node_role_allowed: bool = True
     metadata_failures: int = 0
+    credentials_lifetime: float = 6 * 3600.0  # seconds until the credentials handed out expire
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +152,8 @@ class PlatformState:
             allowed=allowed,
         )
         self._register(principal)
-        expiration = (datetime.now(UTC) + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lifetime = timedelta(seconds=self.task.credentials_lifetime)
+        expiration = (datetime.now(UTC) + lifetime).strftime("%Y-%m-%dT%H:%M:%SZ")
         assert principal.session_token is not None  # noqa: S101 - set just above
         return {
             "AccessKeyId": principal.access_key_id,
