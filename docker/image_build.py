@@ -7,14 +7,15 @@ plus the libraries it is slimming), so it must work on every Python the image su
     python3 image_build.py slim PREFIX
 
 ``check-keys`` loads the keys directory exactly as the entrypoint does at start-up, so an image
-that would refuse to start (no product, a private key, the jwt.io demo key, a 1024-bit key) is
-never built.
+that would refuse to start (no product, a private key, the jwt.io demo key, a 1024-bit key, a
+malformed contract product's ``contract.json``) is never built.
 
 ``slim`` turns a ``pip install --no-compile --target PREFIX/lib`` tree into the image's layer:
 
 * botocore's service models are cut to the services the entrypoint and its credential providers
-  call: ``meteringmarketplace`` (RegisterUsage) and ``sts`` (AssumeRoleWithWebIdentity for IRSA on
-  EKS, AssumeRole for profiles). The ECS task role and instance metadata providers speak plain HTTP
+  call: ``meteringmarketplace`` (RegisterUsage), ``license-manager`` (CheckoutLicense, for
+  contract-priced products) and ``sts`` (AssumeRoleWithWebIdentity for IRSA on EKS, AssumeRole
+  for profiles). The ECS task role and instance metadata providers speak plain HTTP
   and need no model. The top-level data (endpoints, partitions, retry and SDK default
   configuration) is kept whole: every client needs it.
 * The JSON data left is stored gzip-compressed (``endpoints.json``, 1.25 MB, becomes 50 kB):
@@ -26,10 +27,10 @@ never built.
   workload with no RegisterUsage at all (a CMD of ``["demo", "--", "app"]`` behind an ENTRYPOINT
   without ``--``). There, ``demo`` and ``emulator`` say they are not part of the image (exit 64).
 * Byte code is compiled only for the modules a bootstrap imports (found by importing them and
-  creating both clients, offline), as ``checked-hash`` pycs: valid whatever the files' mtimes
+  creating the clients, offline), as ``checked-hash`` pycs: valid whatever the files' mtimes
   (reproducible layers), still checked against the source, and usable on a read-only root where
   Python could never write its own cache. The rest of botocore and the emulator stay source only.
-* Afterwards both clients are created again from the slimmed tree, so a cut that breaks the SDK
+* Afterwards the clients are created again from the slimmed tree, so a cut that breaks the SDK
   fails the build, not the buyer's first start.
 
 It writes ``PREFIX/python-version`` (e.g. ``3.11``): the libraries hold compiled extensions for
@@ -49,10 +50,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-# Service models the SDK needs: RegisterUsage, and STS for the web identity (IRSA) and assume-role
-# credential providers (botocore/credentials.py creates 'sts' clients; 'sso' and 'signin' serve
-# developer logins, which AWS Marketplace container products do not support).
-KEEP_SERVICES = frozenset({"meteringmarketplace", "sts"})
+# Service models the SDK needs: RegisterUsage, License Manager (contract products), and STS for
+# the web identity (IRSA) and assume-role credential providers (botocore/credentials.py creates
+# 'sts' clients; 'sso' and 'signin' serve developer logins, which AWS Marketplace container
+# products do not support).
+KEEP_SERVICES = frozenset({"meteringmarketplace", "license-manager", "sts"})
 # Whole folders nothing imports at run time: boto3's resource models (boto3.resource() only) and
 # pip's console scripts, written with the build stage's interpreter path.
 DROP_PATHS = ("boto3/data", "bin")
@@ -73,8 +75,9 @@ sys.path.insert(0, sys.argv[1])
 import botocore.session
 import entrypoint.bootstrap, entrypoint.cli, entrypoint.execute, entrypoint.keys
 import entrypoint.metering, entrypoint.region, entrypoint.register, entrypoint.verify
+import entrypoint.license.checkout, entrypoint.license.client
 session = botocore.session.get_session()
-for service in ("meteringmarketplace", "sts"):
+for service in ("meteringmarketplace", "license-manager", "sts"):
     session.create_client(service, region_name="us-east-1", aws_access_key_id="AKIDPROBE",
                           aws_secret_access_key="probe")
 session.get_component("credential_provider")
@@ -106,8 +109,8 @@ def check_keys(keys_dir: Path, lib: Path) -> None:
     except EntrypointError as error:
         _fail(
             f"the image would refuse to start: {error.summary}: {error.reason}; put your "
-            "product's public keys in the build context as keys/<PRODUCT_CODE>/v<N>.pem "
-            "(keys/README.md)"
+            "product's public keys in the build context as keys/<PRODUCT_CODE>/v<N>.pem, or a "
+            "contract product's keys/<PRODUCT_CODE>/contract.json (keys/README.md)"
         )
     _say(f"the image trusts {store.describe()}")
 

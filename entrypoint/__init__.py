@@ -7,6 +7,8 @@ The public surface, all importable from here:
 * `load_public_key_pem`, `load_trust_store` - load the seller's public keys, with every check.
 * `Meter` - report custom-dimension usage with MeterUsage, once per dimension per hour, safely
   across crashes and restarts; `meter_dry_run` - the MeterUsage DryRun check.
+* `LicenseLease` - a contract product's License Manager license, checked out, re-checked every
+  15 minutes, floating seats extended and checked in on close; its `LeaseState`.
 * `EntrypointError` and its subclasses, each with ``exit_code`` and ``diagnosis()``; `ExitCode`.
 
 Attributes are imported on first use (PEP 562), so ``import entrypoint`` stays cheap and the
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         ConfigurationError,
         EntrypointError,
         ExitCode,
+        LicenseAnswerError,
         NotEntitledError,
         PlatformNotSupportedError,
         RetriesExhaustedError,
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
         WorkloadExecError,
     )
     from .keys import TrustedProduct, TrustStore, load_public_key_pem, load_trust_store
+    from .license.lease import LeaseState, LicenseLease
     from .meter import Meter, meter_dry_run
     from .verify import VerifiedEntitlement, verify_signature
 
@@ -49,6 +53,9 @@ __all__ = [
     "Entitlement",
     "EntrypointError",
     "ExitCode",
+    "LeaseState",
+    "LicenseAnswerError",
+    "LicenseLease",
     "Meter",
     "NotEntitledError",
     "PlatformNotSupportedError",
@@ -77,6 +84,8 @@ _HOMES = {
     "TrustedProduct": "keys",
     "load_public_key_pem": "keys",
     "load_trust_store": "keys",
+    "LeaseState": "license.lease",
+    "LicenseLease": "license.lease",
     "Meter": "meter",
     "meter_dry_run": "meter",
     "VerifiedEntitlement": "verify",

@@ -41,6 +41,7 @@ __all__ = [
     "classify_oversized",
     "classify_sts_error",
     "classify_unparsable",
+    "credential_remedies",
 ]
 
 IAM_ACTION = "aws-marketplace:RegisterUsage"
@@ -97,7 +98,7 @@ class MeterUsageAnswer:
     dry_run: bool = False
 
 
-def _credential_remedies(role_remedy: str) -> dict[str, str]:
+def credential_remedies(role_remedy: str) -> dict[str, str]:
     """What AWS's front end answers for credentials and signing, and the remedy for each."""
     return {
         "AccessDeniedException": role_remedy,
@@ -129,7 +130,7 @@ _FINAL_CONFIGURATION: Mapping[str, str] = {
     "check AWS_REGION / AWS_DEFAULT_REGION",
     "DisabledApiException": "the Metering API is disabled in this Region; run in a Region "
     "AWS Marketplace supports",
-    **_credential_remedies(ROLE_REMEDY),
+    **credential_remedies(ROLE_REMEDY),
 }
 _RETRYABLE_CODES = frozenset(
     {
@@ -215,7 +216,7 @@ _METER_USAGE_CONFIGURATION: Mapping[str, str] = {
     "AWS Marketplace supports",
     # The DryRun answer when the caller lacks permission (MeterUsageRequest.DryRun documentation).
     "UnauthorizedException": METER_USAGE_ROLE_REMEDY,
-    **_credential_remedies(METER_USAGE_ROLE_REMEDY),
+    **credential_remedies(METER_USAGE_ROLE_REMEDY),
 }
 _USAGE_REJECTED: Mapping[str, str] = {
     "DuplicateRequestException": "another quantity was already recorded for this dimension and "

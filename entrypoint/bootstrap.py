@@ -2,6 +2,8 @@
 
 `register_and_verify` is shared by the command line and the in-process API `ensure_entitled`; the
 exec step belongs to the command line only. Nothing here returns unless the answer verified.
+`entitle` is the command line's start: a contract-priced product (a ``contract.json`` in the keys
+directory) is checked out from License Manager instead (`entrypoint.license.checkout`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import DEFAULT_DEADLINE, Settings, Target, select_target
+from .config import DEFAULT_DEADLINE, Settings, Target, select_product, select_target
 from .keys import DEFAULT_KEYS_DIR, TrustStore, load_trust_store
 from .logs import event
 from .metering import MeteringClient, create_metering_client
@@ -23,7 +25,10 @@ from .region import ResolvedRegion, default_region_chain, resolve_region, valida
 from .register import Backoff, register_with_retries
 from .verify import VerifiedEntitlement, verify_signature
 
-__all__ = ["Entitlement", "ensure_entitled", "register_and_verify"]
+if TYPE_CHECKING:
+    from .license.checkout import LicenseEntitlement
+
+__all__ = ["Entitlement", "ensure_entitled", "entitle", "register_and_verify"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +152,18 @@ def register_and_verify(
         **entitlement.summary(),
     )
     return entitlement
+
+
+def entitle(settings: Settings, *, environ: Mapping[str, str]) -> Entitlement | LicenseEntitlement:
+    """A start up to (not including) exec, for the product the settings select: RegisterUsage
+    and verify for a metered product, a License Manager checkout for a contract product."""
+    trust = load_trust_store(settings.keys_dir)
+    product = select_product(settings, trust)
+    if product.contract is not None:
+        from .license.checkout import license_at_start
+
+        return license_at_start(settings, product.contract, environ=environ)
+    return register_and_verify(settings, environ=environ, trust=trust)
 
 
 def ensure_entitled(

@@ -112,7 +112,7 @@ class CappedSend:
         self._session = session
         self._read_timeout = read_timeout
         self._limit = max(connect_timeout, read_timeout)
-        self._max_bytes = max_bytes
+        self.max_bytes = max_bytes  # a service with larger answers gets its own cap
         self._refuse_dtd = refuse_dtd
         self._last = threading.local()  # per calling thread: the HTTP status of its last answer
 
@@ -131,7 +131,7 @@ class CappedSend:
             request,
             limit=self._limit,
             read_timeout=self._read_timeout,
-            max_bytes=self._max_bytes,
+            max_bytes=self.max_bytes,
         )
         self._last.status = response.status_code
         if self._refuse_dtd and any(marker in response.content for marker in _DTD_MARKERS):

@@ -6,6 +6,12 @@ the credential source, and with ``--call`` makes one RegisterUsage call (no retr
 the answer; ``--meter-dimension D`` adds a MeterUsage DryRun for pricing dimension D (permissions
 and dimension checked, nothing recorded). It fails exactly as a start would, with the same exit
 codes and diagnosis, after printing what it had found so far.
+
+For a contract-priced product (a ``contract.json``) it prints the contract, the License Manager
+endpoint (pinned to AWS unless ``--allow-license-endpoint-override``) and what TLS trusts, and
+with ``--call`` makes one CheckoutLicense (no retries), judges it as a start does, and checks it
+in at once; for a drawdown license, whose checkouts cannot be returned, ``--call`` lists the
+buyer's licenses (ListReceivedLicenses) instead of drawing units down.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .config import LogFormat, Settings
-from .errors import RetriesExhaustedError
+from .errors import NotEntitledError, RetriesExhaustedError, UsageError
 from .logs import event
+
+if TYPE_CHECKING:
+    from .license.contract import ContractProduct
 
 __all__ = ["run_check"]
 
@@ -67,7 +76,7 @@ def _steps(
     """Every step of a start but the exec; returns the result line."""
     from .answers import Transient
     from .bootstrap import Entitlement
-    from .config import select_target
+    from .config import select_product, select_target
     from .keys import load_trust_store
     from .metering import create_metering_client
     from .region import default_region_chain, resolve_region
@@ -76,6 +85,15 @@ def _steps(
 
     trust = load_trust_store(settings.keys_dir)
     report.add("keys", f"{settings.keys_dir}: {trust.describe()}")
+    contract = select_product(settings, trust).contract
+    if contract is not None:
+        if dimensions:
+            raise UsageError(
+                "--meter-dimension checks MeterUsage, which contract product "
+                f"{contract.product_code} does not use",
+                remedy="leave --meter-dimension out",
+            )
+        return _contract_steps(settings, report, contract, call=call)
     target = select_target(settings, trust)
     sources = settings.sources
     report.add(
@@ -146,4 +164,82 @@ def _steps(
     if answer.public_key_rotation is not None:
         report.add("rotation", f"key rotation at {answer.public_key_rotation.isoformat()}")
     event(logging.INFO, "check passed", event="check_passed", **entitlement.summary())
+    return "ready: entitled"
+
+
+def _contract_steps(
+    settings: Settings, report: _Report, contract: ContractProduct, *, call: bool
+) -> str:
+    """A contract product's preflight: the contract, Region, endpoint, TLS trust, credentials,
+    and with ``call`` one checkout checked in at once (a listing, for drawdown)."""
+    from datetime import UTC, datetime
+
+    from .answers import Transient
+    from .license.answers import judge_checkout
+    from .license.checkout import new_client_token, release
+    from .license.client import create_license_client
+    from .region import default_region_chain, resolve_region
+
+    sources = settings.sources
+    report.add(
+        "product",
+        f"{contract.product_code}: {contract.describe()} "
+        f"(product from {sources.get('product_code', 'default')})",
+    )
+    report.add("deadline", f"{settings.deadline:g}s (from {sources.get('deadline', 'default')})")
+    region = resolve_region(default_region_chain(os.environ))
+    report.add("region", f"{region.name} (from {region.source})")
+    allowed = settings.allow_license_endpoint_override
+    client = create_license_client(
+        region=region.name,
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        allow_overrides=allowed,
+    )
+    endpoint = client.prepare()
+    report.add(
+        "endpoint",
+        f"{endpoint} ("
+        + (
+            "environment overrides allowed by --allow-license-endpoint-override"
+            if allowed
+            else "pinned: environment overrides refused"
+        )
+        + ")",
+    )
+    trusted = client.verify if isinstance(client.verify, str) else "botocore's configured bundle"
+    report.add("tls", f"verified with {trusted}")
+    source = client.credential_source
+    if source is not None:
+        report.add("credentials", source.description)
+    if not call:
+        report.add("license", "not checked out (add --call to make one checkout, checked in)")
+        return "ready"
+    try:
+        if not contract.model.returnable:
+            found = client.list_received(contract)
+            if not found:
+                raise NotEntitledError(
+                    f"the buyer has no license for {contract.product_id} from AWS Marketplace",
+                    remedy="the buyer must buy a contract for the product in AWS Marketplace",
+                )
+            report.add(
+                "license",
+                "; ".join(f"{lic.license_arn} {lic.status} v{lic.version}" for lic in found)
+                + " (drawdown: listed, nothing drawn down)",
+            )
+            return "ready: licensed"
+        answer = client.checkout(contract, client_token=new_client_token())
+    except Transient as failure:
+        raise RetriesExhaustedError(
+            f"the one License Manager call check makes failed: {failure}",
+            remedy="a start would retry this until its deadline; run check again",
+        ) from None
+    try:
+        grant = judge_checkout(contract, answer, datetime.now(UTC))
+    finally:
+        release(client, answer.consumption_token)
+    covered = grant.tier or ", ".join(a.describe() for a in grant.entitlements)
+    report.add("license", f"entitled: {covered}, {grant.license_arn} (checked in)")
+    event(logging.INFO, "check passed", event="check_passed", **grant.summary())
     return "ready: entitled"

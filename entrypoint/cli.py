@@ -59,8 +59,8 @@ def _setup_logging(fmt: str) -> None:
 
 
 def _bootstrap(argv: Sequence[str]) -> list[str]:
-    """Parse, register, verify. Returns the workload's argv to exec."""
-    from .bootstrap import register_and_verify
+    """Parse, register and verify (or check the license out). Returns the workload's argv."""
+    from .bootstrap import entitle
 
     args = settings_parser().parse_args(list(argv))
     workload: list[str] = list(args.workload)
@@ -72,7 +72,7 @@ def _bootstrap(argv: Sequence[str]) -> list[str]:
             "no workload to start",
             remedy=f"put the workload's command after --: {PROGRAM} -- my-server --port 8080",
         )
-    register_and_verify(settings, environ=os.environ)
+    entitle(settings, environ=os.environ)
     return workload
 
 

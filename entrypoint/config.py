@@ -5,7 +5,9 @@ environment variable is a configuration error (exit 78); both name the flag and 
 
 The keys directory is deliberately *not* readable from the environment: trust comes from the
 image (its ENTRYPOINT), never from the runtime environment alone. The product code and key version
-may come from the environment, but only select among what the keys directory already trusts.
+may come from the environment, but only select among what the keys directory already trusts. So
+does the permission to send License Manager calls elsewhere than AWS (``--allow-license-endpoint-
+override``): a flag in ENTRYPOINT only, since a contract product's answer carries no signature.
 """
 
 from __future__ import annotations
@@ -21,9 +23,17 @@ from typing import Literal, TypeVar
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import ConfigurationError, UsageError, one_line
-from .keys import DEFAULT_KEYS_DIR, TrustStore
+from .keys import DEFAULT_KEYS_DIR, TrustedProduct, TrustStore
 
-__all__ = ["ENV", "LogFormat", "Settings", "Target", "parse_settings", "select_target"]
+__all__ = [
+    "ENV",
+    "LogFormat",
+    "Settings",
+    "Target",
+    "parse_settings",
+    "select_product",
+    "select_target",
+]
 
 T = TypeVar("T")
 
@@ -62,6 +72,8 @@ class Settings:
     """
 
     keys_dir: Path = DEFAULT_KEYS_DIR
+    # Honour License Manager endpoint and CA bundle overrides from the environment (a flag only).
+    allow_license_endpoint_override: bool = False
     product_code: str | None = None
     public_key_version: int | None = None
     deadline: float = DEFAULT_DEADLINE
@@ -147,6 +159,7 @@ def parse_settings(
     environ: Mapping[str, str],
     *,
     keys_dir: Path | str | None = None,
+    allow_license_endpoint_override: bool = False,
     given_as: Literal["flag", "argument"] = "flag",
 ) -> Settings:
     """Build `Settings` from given values (``None`` = not given), then the environment.
@@ -179,15 +192,14 @@ def parse_settings(
     if keys_dir is not None:
         values["keys_dir"] = Path(keys_dir)
         sources["keys_dir"] = "--keys-dir"
+    if allow_license_endpoint_override:
+        values["allow_license_endpoint_override"] = True
+        sources["allow_license_endpoint_override"] = "--allow-license-endpoint-override"
     return Settings(**values, sources=sources)  # type: ignore[arg-type]
 
 
-def select_target(settings: Settings, trust: TrustStore) -> Target:
-    """Choose the product and key version from settings and the trusted keys.
-
-    Product: the configured one, which must be trusted; else the only trusted product. Key
-    version: the configured one, which must be present; else the highest present.
-    """
+def select_product(settings: Settings, trust: TrustStore) -> TrustedProduct:
+    """The configured product, which must be trusted; else the only trusted product."""
     code = settings.product_code
     if code is None:
         if len(trust.products) != 1:
@@ -196,7 +208,23 @@ def select_target(settings: Settings, trust: TrustStore) -> Target:
                 remedy=f"set {ENV['product_code']} or --product-code to one of them",
             )
         (code,) = trust.products
-    product = trust.product(code)
+    return trust.product(code)
+
+
+def select_target(settings: Settings, trust: TrustStore) -> Target:
+    """Choose the product and key version from settings and the trusted keys.
+
+    Product: `select_product`; it must be a metered product (public keys, not a contract). Key
+    version: the configured one, which must be present; else the highest present.
+    """
+    product = select_product(settings, trust)
+    code = product.code
+    if product.contract is not None:
+        raise ConfigurationError(
+            f"product {code} is contract-priced ({product.contract.describe()}): it is checked "
+            "with License Manager and has no RegisterUsage key",
+            remedy="use the bootstrap or entrypoint.LicenseLease for contract products",
+        )
     version = settings.public_key_version or product.latest_version
     key = trust.key(code, version)
     return Target(product_code=code, public_key_version=version, public_key=key)

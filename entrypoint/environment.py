@@ -26,6 +26,7 @@ __all__ = ["ENDPOINT_VARIABLES", "check_aws_environment", "check_header_value", 
 # IMDS endpoints botocore's providers use, and ECS task metadata for the Region).
 ENDPOINT_VARIABLES = (
     "AWS_ENDPOINT_URL_MARKETPLACE_METERING",
+    "AWS_ENDPOINT_URL_LICENSE_MANAGER",
     "AWS_ENDPOINT_URL_STS",
     "AWS_ENDPOINT_URL",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",

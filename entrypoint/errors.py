@@ -3,7 +3,8 @@
 Errors are split by the source of the fault, as tuf and pyjwt do:
 
 * the operator's invocation or configuration (`UsageError`, `ConfigurationError`),
-* untrusted data that failed verification (`VerificationError`),
+* untrusted data that failed verification (`VerificationError`, and `LicenseAnswerError` for a
+  License Manager answer that is malformed or not current),
 * the Metering service's answer (`NotEntitledError`, `PlatformNotSupportedError`, `ServiceError`,
   and `UsageRejectedError` for metering records the service refused),
 * the network or platform over time (`RetriesExhaustedError`), and
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigurationError",
     "EntrypointError",
     "ExitCode",
+    "LicenseAnswerError",
     "NotEntitledError",
     "PlatformNotSupportedError",
     "RetriesExhaustedError",
@@ -120,8 +122,17 @@ class VerificationError(EntrypointError):
     summary = "bad signature"
 
 
+class LicenseAnswerError(VerificationError):
+    """A License Manager checkout answer that cannot be relied on: malformed, already expired,
+    or issued in the future. It carries no signature a seller can check, so its shape and its
+    validity window are all there is to check; the workload must not start on it."""
+
+    summary = "bad license answer"
+
+
 class NotEntitledError(EntrypointError):
-    """RegisterUsage answered CustomerNotEntitledException."""
+    """RegisterUsage answered CustomerNotEntitledException, or License Manager found no license
+    covering what the image requires."""
 
     exit_code = ExitCode.NOT_ENTITLED
     summary = "not entitled"

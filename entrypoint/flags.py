@@ -49,7 +49,8 @@ USAGE = f"""\
        {PROGRAM} meter --dimension D (--quantity Q [--timestamp T] | --dry-run)"""
 
 EPILOG = """\
-Every option except --keys-dir can also come from the environment variable named in brackets.
+Every option except --keys-dir and --allow-license-endpoint-override can also come from the
+environment variable named in brackets.
 Exit codes: 64 usage, 65 bad signature, 69 platform not supported, 70 internal error,
 75 retries exhausted, 76 unexpected service error, 77 not entitled, 78 configuration,
 126/127 workload not executable/not found, 130/143 interrupted by SIGINT/SIGTERM.
@@ -149,6 +150,13 @@ def settings_parser(*, check: bool = False) -> Parser:
         ],
         once=True,
     )
+    parser.add_argument(
+        "--allow-license-endpoint-override",
+        action="store_true",
+        help="contract products: honour AWS_ENDPOINT_URL_LICENSE_MANAGER, AWS_ENDPOINT_URL, the "
+        "config file's endpoint_url and AWS_CA_BUNDLE for License Manager (tests and emulators "
+        "only; a flag only: License Manager answers carry no signature)",
+    )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     if check:
         parser.add_argument(
@@ -174,4 +182,7 @@ def parse_settings_args(args: argparse.Namespace) -> Settings:
         {name: getattr(args, name) for name in SETTING_NAMES},
         os.environ,
         keys_dir=args.keys_dir,
+        allow_license_endpoint_override=bool(
+            getattr(args, "allow_license_endpoint_override", False)
+        ),
     )

@@ -4,12 +4,17 @@ Trust comes from the image, never from the runtime environment alone. The keys d
 ``/etc/marketplace-entrypoint/keys``, chosen by a flag baked into ENTRYPOINT, never by an
 environment variable) is the allow-list::
 
-    <keys-dir>/<PRODUCT_CODE>/v<N>.pem     one RSA public key per product and key version
+    <keys-dir>/<PRODUCT_CODE>/v<N>.pem        one RSA public key per product and key version
+    <keys-dir>/<PRODUCT_CODE>/contract.json   or: a contract-priced product (License Manager)
 
-A product code or key version that is not in it is never trusted. Everything is checked when the
-directory is loaded, so a broken image fails at its first start rather than at a key rotation:
-unreadable or non-PEM files, private keys, certificates, non-RSA keys, keys under 2048 bits and
-the jwt.io demo key from AWS's documentation are refused with the file's path and a remedy.
+A product code or key version that is not in it is never trusted. A product folder holds either
+public keys (a metered product: RegisterUsage) or a contract file (a contract-priced product:
+License Manager CheckoutLicense, `entrypoint.license.contract`), never both.
+
+Everything is checked when the directory is loaded, so a broken image fails at its first start
+rather than at a key rotation: unreadable or non-PEM files, private keys, certificates, non-RSA
+keys, keys under 2048 bits, the jwt.io demo key from AWS's documentation and malformed contract
+files are refused with the file's path and a remedy.
 
 `check_public_key` is pure and is also applied by `entrypoint.verify_signature` to the key object
 its caller passes.
@@ -29,6 +34,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .errors import ConfigurationError, UntrustedKeyError, one_line
+from .license.contract import CONTRACT_FILE, MAX_CONTRACT_BYTES, ContractProduct, parse_contract
 
 __all__ = [
     "DEFAULT_KEYS_DIR",
@@ -173,15 +179,27 @@ def load_public_key_pem(
 
 @dataclass(frozen=True, slots=True)
 class TrustedProduct:
-    """One product this image trusts, with its public keys by version."""
+    """One product this image trusts: its public keys by version (a metered product), or its
+    contract configuration (a contract-priced product, with no keys)."""
 
     code: str
     keys: Mapping[int, rsa.RSAPublicKey]
+    contract: ContractProduct | None = None
 
     @property
     def latest_version(self) -> int:
         """The highest key version present: the default for RegisterUsage."""
+        if not self.keys:
+            raise ConfigurationError(
+                f"product {self.code} is contract-priced: it has no RegisterUsage key",
+                remedy="contract products are checked with License Manager, not RegisterUsage",
+            )
         return max(self.keys)
+
+    def describe(self) -> str:
+        if self.contract is not None:
+            return f"{self.code} ({self.contract.describe()})"
+        return f"{self.code} ({', '.join(f'v{v}' for v in sorted(self.keys))})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,16 +239,13 @@ class TrustStore:
         """Trusted products and versions, for diagnoses: ``prod-a (v1, v2), prod-b (v1)``."""
         if not self.products:
             return "none"
-        return ", ".join(
-            f"{code} ({', '.join(f'v{v}' for v in sorted(p.keys))})"
-            for code, p in sorted(self.products.items())
-        )
+        return ", ".join(product.describe() for _, product in sorted(self.products.items()))
 
 
-def _read_key_file(path: Path) -> bytes:
+def _read_key_file(path: Path, cap: int = MAX_KEY_FILE_BYTES) -> bytes:
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_KEY_FILE_BYTES + 1)
+            data = handle.read(cap + 1)
     except PermissionError:
         raise UntrustedKeyError(
             f"{path} is not readable by this user",
@@ -241,8 +256,25 @@ def _read_key_file(path: Path) -> bytes:
     return data
 
 
+def _load_contract(path: Path, code: str) -> ContractProduct:
+    _check_regular(path)
+    return parse_contract(
+        _read_key_file(path, MAX_CONTRACT_BYTES), product_code=code, where=str(path)
+    )
+
+
+def _check_regular(path: Path) -> None:
+    try:
+        is_file = stat.S_ISREG(path.stat().st_mode)
+    except OSError as exc:
+        raise UntrustedKeyError(f"{path} could not be read: {exc.strerror or exc}") from None
+    if not is_file:
+        raise UntrustedKeyError(f"{path} is not a regular file")
+
+
 def _load_product(directory: Path, code: str) -> TrustedProduct:
     keys: dict[int, rsa.RSAPublicKey] = {}
+    contract: ContractProduct | None = None
     try:
         entries = sorted(directory.iterdir())
     except OSError as exc:
@@ -253,32 +285,39 @@ def _load_product(directory: Path, code: str) -> TrustedProduct:
     for path in entries:
         if path.name.startswith("."):
             continue
+        if path.name == CONTRACT_FILE:
+            contract = _load_contract(path, code)
+            continue
         match = _KEY_FILE.fullmatch(path.name)
         if match is None:
             raise ConfigurationError(
                 f"unexpected file {path} in the keys directory",
-                remedy="name each key v<N>.pem after its public key version (v1.pem, v2.pem, …) "
-                "and keep nothing else in a product's folder",
+                remedy="name each key v<N>.pem after its public key version (v1.pem, v2.pem, …), "
+                f"or write the product's {CONTRACT_FILE}, and keep nothing else in its folder",
             )
         if len(keys) >= MAX_VERSIONS_PER_PRODUCT:
             raise ConfigurationError(
                 f"{directory} has more than {MAX_VERSIONS_PER_PRODUCT} key versions",
                 remedy="keep only the current and the next key version in the image",
             )
-        try:
-            is_file = stat.S_ISREG(path.stat().st_mode)
-        except OSError as exc:
-            raise UntrustedKeyError(f"{path} could not be read: {exc.strerror or exc}") from None
-        if not is_file:
-            raise UntrustedKeyError(f"{path} is not a regular file")
+        _check_regular(path)
         keys[int(match.group(1))] = load_public_key_pem(_read_key_file(path), where=str(path))
-    if not keys:
+    if contract is not None and keys:
+        # Contract-priced products call License Manager and never RegisterUsage (seller guide):
+        # keys beside a contract would make what the image checks ambiguous.
         raise ConfigurationError(
-            f"product folder {directory} holds no v<N>.pem key",
-            remedy="save the public key AWS Marketplace gave you as "
-            f"{directory}/v<PUBLIC_KEY_VERSION>.pem",
+            f"product folder {directory} holds both public keys and {CONTRACT_FILE}",
+            remedy="a product is either metered (v<N>.pem: RegisterUsage) or contract-priced "
+            f"({CONTRACT_FILE}: License Manager); keep only the one its listing uses",
         )
-    return TrustedProduct(code=code, keys=MappingProxyType(keys))
+    if contract is None and not keys:
+        raise ConfigurationError(
+            f"product folder {directory} holds no v<N>.pem key and no {CONTRACT_FILE}",
+            remedy="save the public key AWS Marketplace gave you as "
+            f"{directory}/v<PUBLIC_KEY_VERSION>.pem, or a contract product's {CONTRACT_FILE} "
+            "(keys/README.md)",
+        )
+    return TrustedProduct(code=code, keys=MappingProxyType(keys), contract=contract)
 
 
 def load_trust_store(root: Path | str = DEFAULT_KEYS_DIR) -> TrustStore:
@@ -290,7 +329,8 @@ def load_trust_store(root: Path | str = DEFAULT_KEYS_DIR) -> TrustStore:
     root = Path(root)
     remedy = (
         "COPY your product's public keys into the image as "
-        f"{root}/<PRODUCT_CODE>/v<N>.pem (see keys/README.md), or pass --keys-dir"
+        f"{root}/<PRODUCT_CODE>/v<N>.pem, or its {CONTRACT_FILE} (see keys/README.md), "
+        "or pass --keys-dir"
     )
     try:
         entries = sorted(root.iterdir())

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -34,10 +34,11 @@ from .answers import (
     classify_sts_error,
     classify_unparsable,
 )
-from .awssession import AwsSession, bounded_sender, classify_botocore, raised_in
+from .awssession import AwsSession, bounded_sender
 from .capped import CappedSend, OversizedAnswer
 from .credentials import CredentialSource
 from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
+from .sdk import classify_botocore, raised_in
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -130,6 +131,10 @@ class BotocoreMeteringClient:
     def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
         key = (round(connect, 2), round(read, 2))
         with self._lock:
+            if self._aws is not None and self._aws.spent:
+                # Fetching credentials failed: the next attempt starts from a new session.
+                self._aws = None
+                self._clients.clear()
             client = self._clients.get(key)
             if client is None:
                 client = self._create(*key)
@@ -149,13 +154,7 @@ class BotocoreMeteringClient:
                 session=self._session,
             )
         if self._credentials is None:
-            try:
-                self.credential_source = self._aws.resolve_credentials()
-            except BaseException:
-                # The next attempt starts from a new botocore session: botocore caches an STS
-                # answer before it reads it, so a malformed one would fail every retry unasked.
-                self._aws = None
-                raise
+            self.credential_source = self._aws.resolve_credentials()
         config = Config(
             region_name=self.region,
             connect_timeout=connect,
@@ -186,22 +185,11 @@ class BotocoreMeteringClient:
         # HTTP session botocore resolved for it (per client, so per timeout).
         return client, bounded_sender(client)
 
-    @contextlib.contextmanager
-    def _refreshes_classified(self) -> Iterator[None]:
-        """A credential refresh that fails mid-call, classified as a credential failure; the next
-        attempt then starts from a new session (see `_create`)."""
-        aws = self._aws
-        if aws is None:  # explicit credentials: nothing to refresh
-            yield
-            return
-        try:
-            with aws.refreshes_classified():
-                yield
-        except (Transient, EntrypointError):
-            with self._lock:
-                self._aws = None
-                self._clients.clear()
-            raise
+    def _refreshes_classified(self) -> contextlib.AbstractContextManager[None]:
+        """A credential refresh that fails mid-call, classified as a credential failure."""
+        if self._aws is None or self._credentials is not None:  # nothing botocore refreshes
+            return contextlib.nullcontext()
+        return self._aws.refreshes_classified()
 
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint

@@ -25,8 +25,9 @@ Ours, in order (each failure names its reason):
    characters, exactly three non-empty segments of canonical, unpadded base64url (RFC 7515 §2,
    §7.1), so that one token has one spelling (pyjwt 2.15 accepts ``=`` padding again, and
    pyjwt < 2.14 dropped characters outside the alphabet). Checked on the text, never decoded;
-3. pyjwt's decode, as above; its payload parse is held to UTF-8 JSON without duplicate member
-   names or NaN/Infinity through `_StrictPayloadJWT` (pyjwt's hook for the payload's decoding);
+3. pyjwt's decode, as above, payload parse included (its ``json.loads``: the last of duplicate
+   names wins; only the signing key could produce such a payload, and the claims we check are
+   the ones we return, so there is no second reading to disagree with);
 4. the signature is exactly the modulus length (RFC 8017 §8.1.2 step 1): cryptography accepts a
    signature whose leading zero byte was stripped, which would be a second spelling;
 5. ``typ`` (if present) is ``JWT`` (RFC 8725 §3.11);
@@ -42,7 +43,6 @@ Ours, in order (each failure names its reason):
 from __future__ import annotations
 
 import hmac
-import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,59 +129,7 @@ def _show(value: object) -> str:
     return one_line(repr(value), 60)
 
 
-class _PayloadError(jwt.DecodeError):
-    """A payload refused by `_StrictPayloadJWT`; its message is the whole reason."""
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _PayloadError(f"payload has a duplicate member name {_show(key)}")
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _PayloadError(f"payload is not valid JSON: non-standard constant {name}")
-
-
-# Built once (json.loads with hooks builds a decoder on every call).
-_JSON = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-
-
-class _StrictPayloadJWT(jwt.PyJWT):
-    """pyjwt, with its payload parse held to RFC 8259 and unique names. RFC 7515 §4 and RFC 7519
-    §4 let a parser either refuse duplicate names or keep the last; pyjwt keeps the last, which
-    is sound for the header (one reader decides ``alg`` and verifies with it). The claims are
-    what we bind and what another implementation would read too, so here duplicates are refused.
-
-    `PyJWT._decode_payload` is the hook pyjwt provides for decoding the payload differently
-    (pyjwt #829; in every release from our floor on, and exercised by pyjwt's own tests), called
-    only after the signature verified. pyjwt's default, ``json.loads``
-    of the bytes, guesses UTF-16/32 and takes the last of duplicate names; here the stdlib parser
-    gets strict UTF-8 text and refuses duplicates and the NaN/Infinity constants. Everything else
-    (segments, base64url, the header) stays pyjwt's own."""
-
-    def _decode_payload(self, decoded: dict[str, Any]) -> dict[str, Any]:
-        try:
-            text = decoded["payload"].decode("utf-8")
-        except UnicodeDecodeError:
-            raise _PayloadError("payload is not UTF-8") from None
-        try:
-            payload = _JSON.decode(text)
-        except RecursionError:
-            raise _PayloadError("payload JSON is nested too deeply") from None
-        except _PayloadError:
-            raise
-        except ValueError as exc:  # JSONDecodeError, integers over 4300 digits
-            raise _PayloadError(f"payload is not valid JSON: {one_line(exc, 120)}") from None
-        if not isinstance(payload, dict):
-            raise _PayloadError(f"payload is JSON {type(payload).__name__}, not an object")
-        return payload
-
-
-_PYJWT = _StrictPayloadJWT(options=_OPTIONS)
+_PYJWT = jwt.PyJWT(options=_OPTIONS)
 _ALGORITHMS = [ALGORITHM]
 # The algorithm object pyjwt verifies PS256 with: `ps256_verifies` runs known-answer vectors
 # through the same class with the same parameters.
@@ -369,8 +317,6 @@ def _decode(
     a key object that raises)."""
     try:
         return _PYJWT.decode_complete(data, key, algorithms=_ALGORITHMS)
-    except _PayloadError as exc:
-        _fail(str(exc))
     except jwt.InvalidAlgorithmError as exc:
         _fail(_algorithm_reason(data, exc))
     except jwt.InvalidSignatureError:

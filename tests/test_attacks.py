@@ -71,6 +71,9 @@ SMALL = KEYS.get("attacks-small", bits=1024)
 ASSETS = Path(__file__).with_name("assets") / "keys"
 
 
+NOT_AN_OBJECT = "Invalid payload string: must be a json object"
+
+
 def _load_private(path: Path) -> rsa.RSAPrivateKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -532,69 +535,65 @@ ATTACKS: list[Attack] = [
     Attack(
         "payload overlong UTF-8 (C0 AE)",
         lambda: signed(b'{"nonce":"\xc0\xae"}'),
-        "payload is not UTF-8",
+        "Invalid payload string: 'utf-8' codec can't decode",
     ),
     Attack(
         "payload lone surrogate byte sequence",
-        lambda: signed(b'{"nonce":"\xed\xa0\x80"}'),
-        "payload is not UTF-8",
+        lambda: signed({**good(), "nonce": "\ud800"}),
+        "claim nonce does not match the request's nonce",
     ),
     Attack(
         "payload not JSON",
         lambda: signed(b"productCode=prod-test&nonce=x"),
-        "payload is not valid JSON",
+        "Invalid payload string: Expecting value",
     ),
     Attack(
         "payload JSON with a trailing comma",
         lambda: signed(json.dumps(good())[:-1].encode() + b",}"),
-        "not valid JSON",
+        "Invalid payload string: Expecting property name",
     ),
     Attack(
         "payload JSON with comments",
         lambda: signed(b"/* */" + json.dumps(good()).encode()),
-        "not valid JSON",
+        "Invalid payload string: Expecting value",
     ),
     Attack(
-        "payload JSON array", lambda: signed(json.dumps([good()]).encode()), "payload is JSON list"
+        "payload JSON array",
+        lambda: signed(json.dumps([good()]).encode()),
+        NOT_AN_OBJECT,
     ),
     Attack(
         "payload JSON string",
         lambda: signed(json.dumps(json.dumps(good())).encode()),
-        "payload is JSON str",
+        NOT_AN_OBJECT,
     ),
-    Attack("payload JSON number", lambda: signed(b"1"), "payload is JSON int"),
-    Attack("payload JSON true", lambda: signed(b"true"), "payload is JSON bool"),
-    Attack("payload JSON null", lambda: signed(b"null"), "payload is JSON NoneType"),
+    Attack("payload JSON number", lambda: signed(b"1"), NOT_AN_OBJECT),
     Attack(
-        "payload NaN",
-        lambda: signed(json.dumps(good())[:-1].encode() + b',"x":NaN}'),
-        "constant NaN",
+        "payload JSON true",
+        lambda: signed(b"true"),
+        NOT_AN_OBJECT,
     ),
     Attack(
-        "payload Infinity",
-        lambda: signed(json.dumps(good())[:-1].encode() + b',"x":-Infinity}'),
-        "constant -Infinity",
+        "payload JSON null",
+        lambda: signed(b"null"),
+        NOT_AN_OBJECT,
     ),
     Attack(
         "payload 5000-digit integer",
         lambda: signed(b'{"iat":' + b"9" * 5000 + b"}"),
-        "not valid JSON",
+        "Invalid payload string: Exceeds the limit",
     ),
-    # Duplicate names: the first spelling verified by one parser, the second used by another.
+    # Duplicate names: pyjwt's json.loads keeps the last, the one every claim check reads (the
+    # genuine value last is accepted: tests/test_verify.py::test_payload_json_is_pyjwts_...).
     Attack(
         "duplicate nonce, evil last",
         lambda: signed(json.dumps(good())[:-1].encode() + b',"nonce":"evil"}'),
-        "duplicate member name 'nonce'",
-    ),
-    Attack(
-        "duplicate nonce, evil first",
-        lambda: signed(b'{"nonce":"evil",' + json.dumps(good())[1:].encode()),
-        "duplicate member name 'nonce'",
+        "claim nonce does not match the request's nonce",
     ),
     Attack(
         "duplicate hidden by a JSON escape",
         lambda: signed(json.dumps(good())[:-1].encode() + b',"nonc\\u0065":"evil"}'),
-        "duplicate member name 'nonce'",
+        "claim nonce does not match the request's nonce",
     ),
     # The header has one reader, pyjwt (last name wins), deciding alg and verifying with it:
     Attack(
@@ -621,7 +620,7 @@ ATTACKS: list[Attack] = [
     Attack(
         "payload nested 5,000 deep",
         lambda: signed(_deep_payload(5_000)),
-        "payload JSON is nested too deeply",
+        "maximum recursion depth exceeded while decoding a JSON array",
     ),
     # -- size caps (tuf's habit: every untrusted input has one) ---------------------------------
     Attack(
@@ -1049,7 +1048,7 @@ PYJWT_RAISES = [
         "payload nested 5,000 deep (RecursionError before 2.15)",
         lambda: signed(_deep_payload(5_000)),
         (RecursionError, jwt.DecodeError),
-        "payload JSON is nested too deeply",
+        "maximum recursion depth exceeded while decoding a JSON array",
     ),
     RawPyjwtFailure(
         "iat as a list (TypeError in the iat check before 2.15)",

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from entrypoint import ConfigurationError
-from entrypoint.awssession import AwsSession, bounded_sender, classify_credential_failure
+from entrypoint.awssession import AwsSession, bounded_sender
 from entrypoint.capped import BoundedSession, CappedSend
 from entrypoint.emulator import Emulator
+from entrypoint.sdk import classify_credential_failure
 
 ENVIRONMENT = {"AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}
 

@@ -221,3 +221,42 @@ def test_irsa_trust_policy_is_scoped_to_the_service_account() -> None:
     subjects = [v for k, v in conditions.items() if k.endswith(":sub")]
     assert subjects == [f"system:serviceaccount:default:{account['metadata']['name']}"]
     assert [v for k, v in conditions.items() if k.endswith(":aud")] == ["sts.amazonaws.com"]
+
+
+# -- contract-priced products (License Manager) -------------------------------------------------
+
+CONTRACT_POLICIES = [ECS / "task-role-policy-contract.json", EKS / "irsa-role-policy-contract.json"]
+
+
+@pytest.mark.parametrize("path", CONTRACT_POLICIES)
+def test_contract_policy_grants_the_license_manager_actions_and_nothing_else(path: Path) -> None:
+    from entrypoint.license.answers import LICENSE_ACTIONS
+
+    policy = load_json(path)
+    assert policy["Version"] == "2012-10-17"
+    assert _allowed_actions(policy) == set(LICENSE_ACTIONS)
+    # The seller guide's policy: no resource-level permissions for these actions.
+    assert [statement["Resource"] for statement in policy["Statement"]] == ["*"]
+
+
+@pytest.mark.parametrize("path", CONTRACT_POLICIES)
+def test_each_license_manager_action_is_an_operation_of_the_api(path: Path) -> None:
+    import botocore.session
+
+    operations = set(
+        botocore.session.get_session().get_service_model("license-manager").operation_names
+    )
+    for action in _allowed_actions(load_json(path)):
+        service, _, operation = action.partition(":")
+        assert service == "license-manager"
+        assert operation in operations, action
+
+
+def test_eksctl_contract_role_attaches_the_same_policy() -> None:
+    (config,) = load_yaml(EKS / "eksctl-iamserviceaccount-contract.yaml")
+    (metered,) = load_yaml(EKS / "eksctl-iamserviceaccount.yaml")
+    (entry,) = config["iam"]["serviceAccounts"]
+    assert entry["metadata"] == metered["iam"]["serviceAccounts"][0]["metadata"]
+    assert entry["roleName"] == metered["iam"]["serviceAccounts"][0]["roleName"]
+    assert entry["attachPolicy"] == load_json(EKS / "irsa-role-policy-contract.json")
+    assert "attachPolicyARNs" not in entry

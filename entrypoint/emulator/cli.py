@@ -14,6 +14,16 @@ Customer options (SaaS, after ``CODE:ACCOUNT_ID:``): ``identifier=ID`` (a legacy
 CustomerIdentifier), ``license=ARN``, ``unsubscribed``, ``token=TOKEN`` and ``token-ttl=SECONDS``
 (the registration token ResolveCustomer redeems; one is made up and printed if not given).
 
+License options (AWS License Manager, contract products; after ``PRODUCT_ID:``): ``tier=NAME``
+(a tier, ``Unit: None``), ``count=NAME/MAX`` (a counted entitlement, ``Unit: Count``, at most MAX
+held at once), ``unit=NAME/UNIT/MAX`` (another unit), ``valid-for=SECONDS`` or
+``expires=<ISO 8601 time>`` or ``expired``, ``region=REGION`` (its home Region; default the
+emulator's), ``status=SUSPENDED``, ``throttle=N``, ``server-error=N``, ``not-found=N``,
+``latency=SECONDS``, ``stale=SECONDS`` (answers dated that far in the past).
+
+    marketplace-entrypoint emulator --license prod-abc:tier=Premium \
+        --license prod-seats:count=Users/10,valid-for=86400
+
 ``--state-file`` journals every metering record and replays it on start: a restarted emulator
 remembers what it recorded. ``GET /_emulator/state`` shows the state, ``POST /_emulator/reset``
 clears it.
@@ -36,7 +46,7 @@ from .persistence import JournalError
 from .server import EMULATOR_ACCESS_KEY_ID, EMULATOR_SECRET_ACCESS_KEY, Emulator
 from .state import Customer, Outcome, RegistrationToken
 
-__all__ = ["main", "parse_customer", "parse_product"]
+__all__ = ["main", "parse_customer", "parse_license", "parse_product"]
 
 
 def parse_product(spec: str) -> tuple[str, dict[str, Any]]:
@@ -93,6 +103,67 @@ def parse_customer(spec: str) -> tuple[str, str, dict[str, Any]]:
     return code, account, fields
 
 
+_LICENSE_COUNTS = {
+    "throttle": "throttle",
+    "server-error": "server_errors",
+    "not-found": "not_found",
+}
+
+
+def _entitlement(name: str, value: str) -> dict[str, Any]:
+    """``count=NAME/MAX`` or ``unit=NAME/UNIT/MAX`` as LicensedEntitlement fields."""
+    parts = value.split("/")
+    if name == "count" and len(parts) == 2:
+        return {"name": parts[0], "unit": "Count", "max_count": int(parts[1])}
+    if name == "unit" and len(parts) >= 3:
+        return {"name": parts[0], "unit": "/".join(parts[1:-1]), "max_count": int(parts[-1])}
+    raise ValueError(
+        f"{name}={value!r} is not {'NAME/MAX' if name == 'count' else 'NAME/UNIT/MAX'}"
+    )
+
+
+def _validity(name: str, value: str) -> dict[str, float]:
+    if name == "valid-for" and value:
+        return {"valid_for": float(value)}
+    if name == "expires" and value:
+        when = datetime.fromisoformat(value)
+        return {"end": (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()}
+    if name == "expired" and not value:
+        return {"valid_for": -1.0}
+    raise ValueError(
+        f"license option {name} takes {'no value' if name == 'expired' else 'a value'}"
+    )
+
+
+def parse_license(spec: str) -> tuple[str, dict[str, Any]]:
+    """``PRODUCT_ID:OPTION,...`` -> (product SKU, `Emulator.add_license` keywords)."""
+    sku, _, options = spec.partition(":")
+    if not sku:
+        raise ValueError(f"{spec!r} has no product ID")
+    fields: dict[str, Any] = {"entitlements": []}
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        name, _, value = option.partition("=")
+        if name == "tier" and value:
+            fields["entitlements"].append({"name": value})
+        elif name in ("count", "unit"):
+            fields["entitlements"].append(_entitlement(name, value))
+        elif name in ("valid-for", "expires", "expired"):
+            fields.update(_validity(name, value))
+        elif name == "region" and value:
+            fields["home_region"] = value
+        elif name == "status" and value:
+            fields["status"] = value.upper()
+        elif name in _LICENSE_COUNTS and value:
+            fields[_LICENSE_COUNTS[name]] = int(value)
+        elif name in ("latency", "stale") and value:
+            fields[name] = float(value)
+        else:
+            raise ValueError(f"unknown license option {option!r}")
+    if not fields["entitlements"]:
+        raise ValueError(f"{spec!r} grants nothing: give tier=NAME or count=NAME/MAX")
+    return sku, fields
+
+
 def _parser() -> Parser:
     parser = Parser(
         prog="marketplace-entrypoint emulator",
@@ -117,6 +188,13 @@ def _parser() -> Parser:
         default=[],
         metavar="CODE:ACCOUNT_ID[:OPTIONS]",
         help="a SaaS customer of a product, for BatchMeterUsage and ResolveCustomer (repeatable)",
+    )
+    parser.add_argument(
+        "--license",
+        action="append",
+        default=[],
+        metavar="PRODUCT_ID:OPTIONS",
+        help="a License Manager license the buyer holds, for a contract product (repeatable)",
     )
     parser.add_argument(
         "--state-file",
@@ -152,6 +230,12 @@ def _build(args: argparse.Namespace) -> tuple[Emulator, list[tuple[Customer, Reg
         token_fields = {k: fields.pop(k) for k in ("token", "ttl") if k in fields}
         customer = emulator.add_customer(code, aws_account_id=account, **fields)
         customers.append((customer, emulator.issue_registration_token(customer, **token_fields)))
+    for spec in args.license:
+        try:
+            sku, fields = parse_license(spec)
+            emulator.add_license(sku, **fields)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--license {spec!r}: {exc}") from None
     return emulator, customers
 
 
@@ -174,6 +258,16 @@ def _announce(
             f"license {customer.license_arn}, registration token {token.token}",
             file=out,
         )
+    for lic in emulator.licenses():
+        wanted = ", ".join(
+            e.name if e.max_count is None else f"{e.name} (max {e.max_count} {e.unit})"
+            for e in lic.entitlements
+        )
+        print(
+            f"  license for {lic.product_sku}: {wanted}; {lic.status_at(emulator.state.clock())}, "
+            f"home Region {lic.home_region}, {lic.arn}",
+            file=out,
+        )
     if args.state_file:
         count = len(emulator.records())
         print(f"journal {args.state_file}: {count} metering records replayed", file=out)
@@ -184,6 +278,8 @@ def _announce(
     print(
         "point a bootstrap at it with:\n"
         f"  export AWS_ENDPOINT_URL_MARKETPLACE_METERING={emulator.url}\n"
+        f"  export AWS_ENDPOINT_URL_LICENSE_MANAGER={emulator.url}  # with "
+        "--allow-license-endpoint-override\n"
         f"  export AWS_REGION={emulator.region}\n"
         f"  export AWS_ACCESS_KEY_ID={EMULATOR_ACCESS_KEY_ID}\n"
         f"  export AWS_SECRET_ACCESS_KEY={EMULATOR_SECRET_ACCESS_KEY}\n"

@@ -8,13 +8,16 @@ then assert that the bootstrap fails closed (issue 3)::
     emulator.faults.inject_endpoint(Endpoint.CONTAINER_CREDENTIALS, Fault.NEGATIVE_CHUNK)
     emulator.faults.rate_limit(rate=20, burst=5)                     # ThrottlingException above it
 
-A fault replaces a *successful* RegisterUsage answer only: the product's ``throttle`` and
+A fault replaces a *successful* RegisterUsage answer: the product's ``throttle`` and
 ``server_errors`` countdowns still come first, so ``throttle=2`` plus a fault is "the fault after
-two retries". On the platform's endpoints (`Endpoint`: ECS task metadata, container credentials,
-IMDS, the emulator's STS) a fault replaces whatever the endpoint would have answered, with the
-faults that do not need a signed token (a body, a flood, a broken transport). The rate limiter is
-a token bucket in front of every Metering operation: a request that finds no token is answered
-ThrottlingException (HTTP 400), as AWS throttles, and takes no token.
+two retries". The same plans, keyed by ``ProductSKU``, replace a successful License Manager
+CheckoutLicense answer (a contract product's start), except the faults that re-sign a token,
+which only a RegisterUsage answer has. On the platform's endpoints (`Endpoint`: ECS task
+metadata, container credentials, IMDS, the emulator's STS) a fault replaces whatever the endpoint
+would have answered, with the faults that do not need a signed token (a body, a flood, a broken
+transport). The rate limiter is a token bucket in front of every operation: a request that finds
+no token is answered ThrottlingException (HTTP 400), as AWS throttles (License Manager:
+RateLimitExceededException), and takes no token.
 
 Every answer, faulty or not, is recorded like any other call; a fault's record has
 ``error="fault:<name>"`` and a short description of what was sent instead of the body.
@@ -98,6 +101,8 @@ _FLOODS: Mapping[Fault, str] = {
     Fault.UNDELIMITED: "undelimited",
     Fault.GZIP: "gzip",
 }
+# The operations whose successful answers a plan replaces, and the member naming the product.
+_PLANNED_BY: Mapping[str, str] = {"RegisterUsage": "ProductCode", "CheckoutLicense": "ProductSKU"}
 
 
 class Endpoint(enum.StrEnum):
@@ -241,12 +246,25 @@ class Faults:
         self, ctx: RequestContext, request: Mapping[str, Any], reply: Reply, signer: TokenSigner
     ) -> Reply | RawReply:
         """After a successful operation: the answer to send instead, if a fault is planned."""
-        if ctx.operation != "RegisterUsage" or reply.status != 200:
+        key = _PLANNED_BY.get(ctx.operation)
+        if key is None or reply.status != 200:
             return reply
-        code = request.get("ProductCode")
+        code = request.get(key)
         plan = self._take(self._plans, code) if isinstance(code, str) else None
         if plan is None:
             return reply
+        if ctx.operation != "RegisterUsage":  # no token to re-sign: the transport faults only
+            if plan.fault in _RESIGNED:
+                return reply
+            body = json.dumps(reply.body).encode()
+            if plan.fault is Fault.STATUS:
+                return RawReply(
+                    plan.fault,
+                    status=int(float(plan.value)),
+                    headers=_headers(body),
+                    body=body,
+                )
+            return _raw(plan.fault, plan.value, body)
         return _apply(plan, request, reply, signer)
 
     def answer_endpoint(self, endpoint: str, body: bytes, content_type: str) -> RawReply | None:

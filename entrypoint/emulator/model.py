@@ -1,8 +1,11 @@
-"""The Metering API model, and request validation answered the way AWS's front end answers it.
+"""The emulated services' API models, and request validation answered as AWS's front end does.
 
 The source of truth is the model botocore ships (``botocore/data/meteringmarketplace/2016-01-14/
-service-2.json``): every length, pattern, range, enum and required member below comes from it at
-run time, never from a copy, so the emulator checks exactly what the SDKs were generated from.
+service-2.json``, and ``license-manager/2018-08-01`` for License Manager): every length, pattern,
+range, enum and required member below comes from it at run time, never from a copy, so the
+emulator checks exactly what the SDKs were generated from. Every function takes the ``service``
+(default: Metering), and so do the protocol facts the server routes by (`target_prefix`,
+`signing_name`).
 
 AWS's JSON services (the Coral framework, as DynamoDB's documented answers and mhart/dynalite show)
 answer in this order, all HTTP 400:
@@ -32,64 +35,93 @@ if TYPE_CHECKING:
     from botocore.model import OperationModel, ServiceModel, Shape
 
 __all__ = [
+    "LICENSE_MANAGER",
     "SERVICE_NAME",
     "modelled_error",
     "operation_names",
     "service_model",
+    "signing_name",
+    "target_prefix",
     "validate_request",
 ]
 
 SERVICE_NAME = "meteringmarketplace"
+LICENSE_MANAGER = "license-manager"
 # How much of an offending value a validation message repeats: ours, so that a hostile request
 # cannot make the emulator echo a megabyte back (AWS's own cap is not documented).
 _MAX_SHOWN = 256
 
 
 @functools.cache
-def _service_data() -> Mapping[str, Any]:
+def _service_data(service: str = SERVICE_NAME) -> Mapping[str, Any]:
     import botocore.loaders
 
     data: Mapping[str, Any] = botocore.loaders.create_loader().load_service_model(
-        SERVICE_NAME, "service-2"
+        service, "service-2"
     )
     return data
 
 
 @functools.cache
-def service_model() -> ServiceModel:
-    """botocore's Metering model, loaded once (about 40 ms)."""
+def service_model(service: str = SERVICE_NAME) -> ServiceModel:
+    """botocore's model of ``service``, loaded once (about 40 ms for Metering)."""
     import botocore.model
 
-    return botocore.model.ServiceModel(dict(_service_data()), SERVICE_NAME)
+    return botocore.model.ServiceModel(dict(_service_data(service)), service)
 
 
-def operation_names() -> tuple[str, ...]:
-    return tuple(service_model().operation_names)
+def operation_names(service: str = SERVICE_NAME) -> tuple[str, ...]:
+    return tuple(service_model(service).operation_names)
+
+
+def target_prefix(service: str = SERVICE_NAME) -> str:
+    """``X-Amz-Target``'s prefix, with its dot: the model's ``targetPrefix`` (JSON 1.1)."""
+    return str(_service_data(service)["metadata"]["targetPrefix"]) + "."
+
+
+def signing_name(service: str = SERVICE_NAME) -> str:
+    """The SigV4 service name: the model's ``signingName``, else its ``endpointPrefix``."""
+    metadata = _service_data(service)["metadata"]
+    return str(metadata.get("signingName") or metadata["endpointPrefix"])
 
 
 @functools.cache
-def _error_statuses(operation: str) -> Mapping[str, int]:
+def _error_statuses(operation: str, service: str = SERVICE_NAME) -> Mapping[str, int]:
     """Error code -> HTTP status: the shape's ``error.httpStatusCode`` if set, else 500 for a
     ``fault`` shape (the server's fault) and 400 for the others (the client's)."""
-    shapes = _service_data()["shapes"]
+    shapes = _service_data(service)["shapes"]
     statuses: dict[str, int] = {}
-    for error in _service_data()["operations"][operation].get("errors", ()):
+    for error in _service_data(service)["operations"][operation].get("errors", ()):
         shape = shapes[error["shape"]]
         status = shape.get("error", {}).get("httpStatusCode")
         statuses[error["shape"]] = int(status) if status else (500 if shape.get("fault") else 400)
     return statuses
 
 
-def modelled_error(operation: str, code: str, message: str) -> ApiError:
-    """An error ``operation`` declares in the model, with the model's HTTP status.
+def modelled_error(
+    operation: str,
+    code: str,
+    message: str,
+    *,
+    service: str = SERVICE_NAME,
+    extra: Mapping[str, Any] | None = None,
+) -> ApiError:
+    """An error ``operation`` declares in the model, with the model's HTTP status, its message
+    member as the shape spells it (``message`` or ``Message``) and its other members (``extra``,
+    e.g. RedirectException's ``Location``), each checked against the shape.
 
     Refusing undeclared codes keeps the emulator from answering anything an SDK was not generated
     for (a typo would otherwise reach clients as an unknown error).
     """
-    statuses = _error_statuses(operation)
+    statuses = _error_statuses(operation, service)
     if code not in statuses:
         raise AssertionError(f"{operation} does not declare {code} in the API model")
-    return ApiError(code, message, status=statuses[code])
+    members = _service_data(service)["shapes"][code].get("members", {})
+    unknown = set(extra or {}) - set(members)
+    if unknown:
+        raise AssertionError(f"{code} has no member {min(unknown)} in the API model")
+    key = "Message" if "Message" in members else "message"
+    return ApiError(code, message, status=statuses[code], message_key=key, extra=extra)
 
 
 def _lower_first(name: str) -> str:
@@ -214,9 +246,9 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def validate_request(operation: str, body: Mapping[str, Any]) -> None:
+def validate_request(operation: str, body: Mapping[str, Any], service: str = SERVICE_NAME) -> None:
     """Raise the `ApiError` AWS's front end would answer for ``body``, or return if it is valid."""
-    model: OperationModel = service_model().operation_model(operation)
+    model: OperationModel = service_model(service).operation_model(operation)
     shape = model.input_shape
     if shape is None:
         return

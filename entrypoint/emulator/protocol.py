@@ -11,6 +11,7 @@ and a SigV4 ``Authorization`` header whose credential scope names the Region and
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,8 @@ class ApiError(Exception):
 
     ``namespace`` prefixes the wire ``__type`` (``namespace#code``); ``message`` None leaves the
     message out, as the front end does for some errors; ``message_key`` is ``message`` except
-    where the front end writes ``Message``.
+    where the shape or the front end writes ``Message``; ``extra`` holds the error shape's other
+    members (RedirectException's ``Location``).
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class ApiError(Exception):
         *,
         namespace: str | None = None,
         message_key: str = "message",
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message or code)
+        self.extra = dict(extra or {})
         self.code = code
         self.message = message or ""
         self.status = status
@@ -62,7 +66,7 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON error document, exactly as sent."""
-        document: dict[str, Any] = {"__type": self.wire_type}
+        document: dict[str, Any] = {"__type": self.wire_type, **self.extra}
         if self._message is not None:
             document[self._message_key] = self._message
         return document

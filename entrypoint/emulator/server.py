@@ -3,6 +3,11 @@
 Any SDK can talk to it through the standard endpoint override::
 
     AWS_ENDPOINT_URL_MARKETPLACE_METERING=http://127.0.0.1:<port>
+    AWS_ENDPOINT_URL_LICENSE_MANAGER=http://127.0.0.1:<port>   # contract products
+
+The same port serves AWS License Manager (JSON 1.1, ``X-Amz-Target: AWSLicenseManager.*``, SigV4
+for ``license-manager``, both from botocore's model): the operations a contract-priced product
+calls, on the licenses `LicenseControl` grants (`entrypoint.emulator.operations.license_manager`).
 
 It signs PS256 tokens with keys of its own and writes the matching keys directory, so the real
 entrypoint verifies its answers exactly as it verifies AWS's. It checks SigV4 on every Metering
@@ -20,6 +25,7 @@ whatever its platform endpoints issued, and what resolvers added with
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
@@ -35,12 +41,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .control import ADMIN_PREFIX, ServiceControl, admin_route
 from .faults import Faults, RawReply, write_raw
-from .operations import OPERATIONS
+from .license_control import LicenseControl
+from .model import LICENSE_MANAGER, SERVICE_NAME, signing_name, target_prefix
+from .operations import LICENSE_OPERATIONS, OPERATIONS, Operation
 from .platform import PlatformState
 from .protocol import (
     CONTENT_TYPE,
     MAX_BODY_BYTES,
-    TARGET_PREFIX,
     ApiError,
     Reply,
     RequestContext,
@@ -56,6 +63,23 @@ __all__ = ["EMULATOR_ACCESS_KEY_ID", "EMULATOR_SECRET_ACCESS_KEY", "Emulator"]
 # emulator` for local runs and used by the demo and the tests.
 EMULATOR_ACCESS_KEY_ID = "AKIAEMULATOREXAMPLE1"
 EMULATOR_SECRET_ACCESS_KEY = "emulator/example/secret/key/not/a/real/one"  # noqa: S105 - public test key
+
+
+@functools.cache
+def _services() -> tuple[tuple[str, str, Mapping[str, Operation]], ...]:
+    """(X-Amz-Target prefix, service, operations) of each emulated service, from the models."""
+    return (
+        (target_prefix(SERVICE_NAME), SERVICE_NAME, OPERATIONS),
+        (target_prefix(LICENSE_MANAGER), LICENSE_MANAGER, LICENSE_OPERATIONS),
+    )
+
+
+def _route(target: str) -> tuple[str, str, Mapping[str, Operation]]:
+    """(operation, service, its operations) for an ``X-Amz-Target``; Metering's when unknown."""
+    for prefix, service, operations in _services():
+        if target.startswith(prefix):
+            return target.removeprefix(prefix), service, operations
+    return "", SERVICE_NAME, OPERATIONS
 
 
 class _Server(ThreadingHTTPServer):
@@ -165,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         state = self.server.state
         target = self.headers.get("X-Amz-Target", "")
-        operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
+        operation, service_name, operations = _route(target)
         akid, region, service = parse_authorization(self.headers.get("Authorization"))
         headers = {k.lower(): v for k, v in self.headers.items()}
         ctx = RequestContext(
@@ -179,10 +203,12 @@ class _Handler(BaseHTTPRequestHandler):
         faults = self.server.faults
         try:
             raw = self._read_raw()
-            self._authenticate(ctx, raw)
+            self._authenticate(ctx, raw, service_name)
             body = self._parse_body(raw)
-            faults.admit(ctx)  # the rate limiter (issue 3): ThrottlingException above the rate
-            reply = faults.answer(ctx, body, self._dispatch(ctx, body), self.server.signer)
+            self._admit(ctx, service_name)
+            reply = faults.answer(
+                ctx, body, self._dispatch(ctx, body, operations), self.server.signer
+            )
         except ApiError as exc:
             state.record(
                 operation=ctx.operation,
@@ -231,7 +257,19 @@ class _Handler(BaseHTTPRequestHandler):
             raise error
         return self.rfile.read(length)
 
-    def _authenticate(self, ctx: RequestContext, raw: bytes) -> None:
+    def _admit(self, ctx: RequestContext, service: str) -> None:
+        """The rate limiter (issue 3): ThrottlingException above the rate, or License Manager's
+        own throttling error, RateLimitExceededException."""
+        try:
+            self.server.faults.admit(ctx)
+        except ApiError as exc:
+            if service != LICENSE_MANAGER:
+                raise
+            raise ApiError(
+                "RateLimitExceededException", exc.message, exc.status, message_key="Message"
+            ) from None
+
+    def _authenticate(self, ctx: RequestContext, raw: bytes, service: str = SERVICE_NAME) -> None:
         """SigV4 first, as AWS does: nothing else is looked at for an unauthenticated request."""
         emulator = self.server.emulator
         if not emulator.verify_signatures:
@@ -249,13 +287,15 @@ class _Handler(BaseHTTPRequestHandler):
                 body=raw,
             ),
             emulator.resolve_credentials,
+            signing_name=signing_name(service),
         )
         if not principal.allowed:
+            action = f"{signing_name(service)}:{ctx.operation}"
             raise ApiError(
                 "AccessDeniedException",
-                f"User: {principal.arn} is not authorized to perform: "
-                f"aws-marketplace:{ctx.operation} because no identity-based policy allows the "
-                f"aws-marketplace:{ctx.operation} action",
+                f"User: {principal.arn} is not authorized to perform: {action} because no "
+                f"identity-based policy allows the {action} action",
+                message_key="Message" if service == LICENSE_MANAGER else "message",
             )
 
     def _parse_body(self, raw: bytes) -> dict[str, Any]:
@@ -269,15 +309,17 @@ class _Handler(BaseHTTPRequestHandler):
             raise ApiError.serialization("Start of structure or map found where not expected.")
         return body
 
-    def _dispatch(self, ctx: RequestContext, body: dict[str, Any]) -> Reply:
-        handler = OPERATIONS.get(ctx.operation)
+    def _dispatch(
+        self, ctx: RequestContext, body: dict[str, Any], operations: Mapping[str, Operation]
+    ) -> Reply:
+        handler = operations.get(ctx.operation)
         if handler is None:
             raise ApiError.unknown_operation()
         return handler(self.server.state, self.server.signer, ctx, body)
 
 
-class Emulator(ServiceControl):
-    """The Metering emulator: an HTTP server on a thread, plus its state.
+class Emulator(ServiceControl, LicenseControl):
+    """The Metering and License Manager emulator: an HTTP server on a thread, plus its state.
 
     ``products`` maps product codes to behaviours (default: none, so every product code is
     InvalidProductCodeException until configured). ``key_factory`` makes signing keys (tests pass

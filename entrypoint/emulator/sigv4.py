@@ -110,8 +110,10 @@ def verify_request(
     resolve: CredentialResolver,
     *,
     now: datetime | None = None,
+    signing_name: str = SIGNING_NAME,
 ) -> tuple[Principal, str]:
-    """Check ``request``'s SigV4 signature; return the principal and the signed region."""
+    """Check ``request``'s SigV4 signature for the service ``signing_name``; return the
+    principal and the signed region."""
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
@@ -125,10 +127,10 @@ def verify_request(
             "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' "
             "parameters of AWS4-HMAC-SHA256",
         )
-    if match.group("service") != SIGNING_NAME:
+    if match.group("service") != signing_name:
         raise ApiError(
             "InvalidSignatureException",
-            f"Credential should be scoped to correct service: '{SIGNING_NAME}'.",
+            f"Credential should be scoped to correct service: '{signing_name}'.",
         )
     amz_date = request.headers.get("x-amz-date", "")
     signed_at = _parse_amz_date(amz_date)
@@ -170,7 +172,7 @@ def verify_request(
     region = match.group("region")
     signer = _ExactHeadersSigV4(
         Credentials(principal.access_key_id, principal.secret_access_key, token),
-        SIGNING_NAME,
+        signing_name,
         region,
     )
     canonical = signer.canonical_request(rebuilt)

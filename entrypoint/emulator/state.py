@@ -1,6 +1,7 @@
-"""What the emulated Metering service knows: products, their behaviour, SaaS customers and their
-registration tokens, every metering record it decided on (`entrypoint.emulator.ledger`), and every
-call it served.
+"""What the emulated services know: products, their behaviour, SaaS customers and their
+registration tokens, every metering record it decided on (`entrypoint.emulator.ledger`), the
+buyer's License Manager licenses and checkouts (`entrypoint.emulator.licensing`), and every call
+it served.
 
 Tests change this state directly and then assert what the client did and what state it left
 (the simulator pattern of tuf's ``RepositorySimulator``). All access goes through the lock. Time
@@ -21,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .ledger import Ledger, UsageEntry
+from .licensing import LicenseBook
 from .persistence import Journal, JournalError
 
 __all__ = [
@@ -141,6 +143,7 @@ class EmulatorState:
     registrations: dict[str, RegistrationToken] = field(default_factory=dict)
     resolved: set[str] = field(default_factory=set)
     ledger: Ledger = field(default_factory=Ledger)
+    licensing: LicenseBook = field(default_factory=LicenseBook)
     journal: Journal | None = None
 
     def configure(self, product_code: str, **changes: Any) -> ProductBehavior:  # noqa: ANN401 - ProductBehavior fields; dataclasses.replace checks names
@@ -296,11 +299,13 @@ class EmulatorState:
             self.journal.append({"kind": "usage", **entry.to_json()})
 
     def reset(self) -> None:
-        """Forget every call, metering record and redeemed token (products and customers stay)."""
+        """Forget every call, metering record, redeemed token and license checkout (products,
+        customers and licenses stay)."""
         with self.lock:
             self.records.clear()
             self.ledger.clear()
             self.resolved.clear()
+            self.licensing.clear_checkouts()
             if self.journal is not None:
                 self.journal.rewrite([])
 
@@ -334,4 +339,5 @@ class EmulatorState:
                 "records": [entry.to_json() for entry in self.ledger.entries],
                 "billed": sum(1 for entry in self.ledger.entries if entry.billed),
                 "calls": len(self.records),
+                "license_manager": self.licensing.export(self.clock()),
             }

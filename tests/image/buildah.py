@@ -5,12 +5,16 @@ directory (default ``/var/cache/marketplace-entrypoint``, or ``$MARKETPLACE_IMAG
 
 * ``debootstrap/<name>-<key>.tar``: a Debian root file system, keyed by everything that makes it
   (suite, variant, packages, mirror, architecture, debootstrap's version), made once per machine;
+  a foreign architecture's (arm64 on amd64) is made by the same debootstrap, whose second stage
+  runs the foreign binaries under QEMU through binfmt_misc (tests/image/emulation.py);
 * ``storage/``: buildah's own image store, so base images and built images survive between runs;
 * ``test-keys/``: the private keys the tests' Metering emulator signs with. They stay the same
   between runs so the images that trust their public halves stay cached too.
 
 Built images are tagged by a hash of their whole build context and arguments: a run whose inputs
 did not change reuses the image, a change rebuilds it and drops the previous tag of that image.
+A multi-platform build (``buildah bud --platform linux/amd64,linux/arm64 --manifest``) makes a
+manifest list, and each platform's image is tagged ``<name>-<arch>:<hash>`` beside it.
 """
 
 from __future__ import annotations
@@ -241,6 +245,71 @@ class Buildah:
             self.drop_other_tags(tag)
         return tag, elapsed
 
+    def cached_manifest_build(
+        self,
+        name: str,
+        context: Path,
+        *,
+        dockerfile: Path,
+        platforms: Sequence[str],
+        build_args: Mapping[str, str] | None = None,
+        secrets: Mapping[str, Path] | None = None,
+    ) -> tuple[dict[str, str], float | None]:
+        """One ``buildah bud --platform P1,P2 --manifest LIST`` for every platform at once, as a
+        seller builds the multi-architecture image; cached like `cached_build`.
+
+        Returns ``{arch: tag}`` (each platform's image, tagged ``REPOSITORY/<name>-<arch>``) and
+        the build's wall time (None when reused). The manifest list is ``REPOSITORY/<name>``.
+        """
+        key = digest(
+            tree_digest(context), dockerfile.read_text(), dict(build_args or {}), list(platforms)
+        )
+        manifest = f"{REPOSITORY}/{name}:{key}"
+        tags = {p.split("/")[1]: f"{REPOSITORY}/{name}-{p.split('/')[1]}:{key}" for p in platforms}
+        with locked(f"build-{name}"):
+            reuse = not os.environ.get("MARKETPLACE_IMAGE_REBUILD")
+            if reuse and self.exists(manifest) and all(self.exists(t) for t in tags.values()):
+                self.current[manifest.rsplit(":", 1)[0]] = manifest
+                for tag in tags.values():
+                    self.current[tag.rsplit(":", 1)[0]] = tag
+                return tags, None
+            # --manifest adds to an existing list: start from none.
+            subprocess.run([*self.base_args, "rmi", manifest], capture_output=True, check=False)
+            start = time.monotonic()
+            command = ["bud", "--isolation", "chroot", "--pull=never"]
+            command += ["--platform", ",".join(platforms), "--manifest", manifest]
+            for arg, value in (build_args or {}).items():
+                command += ["--build-arg", f"{arg}={value}"]
+            for secret, path in (secrets or {}).items():
+                command += ["--secret", f"id={secret},src={path}"]
+            log = self(*command, "-f", str(dockerfile), str(context), timeout=2400)
+            elapsed = time.monotonic() - start
+            listing = json.loads(self("manifest", "inspect", manifest))
+            built = {m["platform"]["architecture"]: m["digest"] for m in listing["manifests"]}
+            if set(built) != set(tags):
+                raise BuildError(f"{manifest} holds {sorted(built)}, expected {sorted(tags)}")
+            repository = manifest.rsplit(":", 1)[0]
+            for arch, tag in tags.items():
+                self("tag", f"{repository}@{built[arch]}", tag)
+            (self.cache / "logs").mkdir(parents=True, exist_ok=True)
+            (self.cache / "logs" / f"{name}.log").write_text(log)
+            for tag in tags.values():
+                self.current[tag.rsplit(":", 1)[0]] = tag
+            self.drop_other_tags(manifest)
+        return tags, elapsed
+
+    def manifest_list(self, name: str, images: Mapping[str, str]) -> str:
+        """A local manifest list ``REPOSITORY/<name>`` of ``images`` ({arch: tag}), so that one
+        ``FROM`` resolves to each platform's base in a multi-platform build."""
+        tag = f"{REPOSITORY}/{name}:{digest(sorted(images.items()))}"
+        with locked(f"manifest-{name}"):
+            if not self.exists(tag):
+                self("manifest", "create", tag)
+                for image in images.values():
+                    self("manifest", "add", tag, f"containers-storage:{image}")
+            self.drop_other_tags(tag)
+        return tag
+
     def push_dir(self, image: str, destination: Path) -> dict[str, Any]:
         """Write ``image`` as an uncompressed ``dir:`` copy; return its manifest."""
         self("push", "--quiet", "--disable-compression", image, f"dir:{destination}")
@@ -259,6 +328,8 @@ class DebianBase:
     suite: str
     include: tuple[str, ...]
     variant: str = "minbase"
+    # None: this machine's own; "arm64" on an amd64 machine needs emulation (emulation.py).
+    arch: str | None = None
 
 
 def _apt_sources() -> list[tuple[str, list[str]]]:
@@ -315,7 +386,7 @@ def _debootstrap_version() -> str:
 def debian_image(buildah: Buildah, base: DebianBase) -> str:
     """The base image for ``base``, made once per machine and cached (tarball and image)."""
     mirror = debian_mirror()
-    arch = run(["dpkg", "--print-architecture"]).strip() or platform.machine()
+    arch = base.arch or run(["dpkg", "--print-architecture"]).strip() or platform.machine()
     key = digest(_RECIPE, base.suite, base.variant, sorted(base.include), mirror, arch,
                  _debootstrap_version())  # fmt: skip
     tag = f"{REPOSITORY}/{base.name}:{key}"
@@ -325,12 +396,13 @@ def debian_image(buildah: Buildah, base: DebianBase) -> str:
             buildah.current[tag.rsplit(":", 1)[0]] = tag
             return tag
         if not tarball.exists():
-            _debootstrap(base, mirror, tarball)
+            _debootstrap(base, arch, mirror, tarball)
         container = buildah("from", "scratch").strip()
         try:
             buildah("add", "--quiet", container, str(tarball), "/")
             # Like the official Python images: PATH set, CMD python3 (which ENTRYPOINT clears).
             buildah("config", "--env", f"PATH={DEFAULT_PATH}", "--cmd", "python3", container)
+            buildah("config", "--os", "linux", "--arch", arch, container)
             buildah("commit", "--quiet", container, tag)
         finally:
             subprocess.run([*buildah.base_args, "rm", container], capture_output=True, check=False)
@@ -338,13 +410,14 @@ def debian_image(buildah: Buildah, base: DebianBase) -> str:
     return tag
 
 
-def _debootstrap(base: DebianBase, mirror: str, tarball: Path) -> None:
+def _debootstrap(base: DebianBase, arch: str, mirror: str, tarball: Path) -> None:
     tarball.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tarball.parent, prefix="rootfs-") as scratch:
         rootfs = Path(scratch) / "rootfs"
         run(
             [
                 "debootstrap",
+                f"--arch={arch}",
                 f"--variant={base.variant}",
                 f"--include={','.join(base.include)}",
                 base.suite,

@@ -2,11 +2,18 @@
 
 Without root, buildah or debootstrap the image tests skip with the reason; with
 ``MARKETPLACE_REQUIRE_IMAGE_TESTS=1`` (set by .ci/run) that skip is a failure instead, so CI can
-never pass without having built and run the images.
+never pass without having built and run the images. The same holds for the other architecture
+(arm64 on an amd64 machine): without QEMU registered with binfmt_misc (``make emulation``) its
+tests skip with the reason, and fail in CI.
+
+docker/Dockerfile is built for linux/amd64 and linux/arm64 by one ``buildah bud --platform
+linux/amd64,linux/arm64 --manifest`` from a manifest list of the two Debian bases, as a seller
+builds it FROM a multi-architecture ``python`` image; ``entrypoint_image`` is this machine's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -23,6 +30,7 @@ from entrypoint.emulator.tokens import TokenSigner
 from tests.support import REPO
 
 from .buildah import CACHE, Buildah, DebianBase, debian_image, locked
+from .emulation import emulation_missing, host_arch
 
 PRODUCT = "prod-image-test"
 REQUIRED = os.environ.get("MARKETPLACE_REQUIRE_IMAGE_TESTS", "") == "1"
@@ -37,6 +45,9 @@ PRODUCT_BASE = DebianBase("debian-python3-only", "bookworm", ("python3",))
 TRIXIE_BASE = DebianBase(
     "debian-python-trixie", "trixie", ("python3", "python3-venv", "ca-certificates")
 )
+# What docker/Dockerfile is built for: EKS add-ons must run on AMD64 and ARM64 (AWS Graviton).
+ARCHES = ("amd64", "arm64")
+HOST_ARCH = host_arch()
 # The HTTPS proxy's CA on these machines, passed as a build secret (shared/image-testing.md).
 PROXY_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -101,9 +112,41 @@ def emulator() -> Iterator[Emulator]:
         yield em
 
 
+def unavailable(reason: str) -> None:
+    """Skip with ``reason``, or fail in CI, where every image test must run."""
+    if REQUIRED:
+        pytest.fail(f"MARKETPLACE_REQUIRE_IMAGE_TESTS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def build_base(arch: str) -> DebianBase:
+    """BUILD_BASE for ``arch``: this machine's, or a foreign one made under emulation."""
+    if arch == HOST_ARCH:
+        return BUILD_BASE
+    return dataclasses.replace(BUILD_BASE, name=f"{BUILD_BASE.name}-{arch}", arch=arch)
+
+
 @pytest.fixture(scope="session")
 def debian_python(buildah: Buildah) -> str:
     return debian_image(buildah, BUILD_BASE)
+
+
+@pytest.fixture(scope="session")
+def runnable_arches() -> dict[str, str | None]:
+    """{arch: None if its binaries run here, else why not} for every arch in ARCHES."""
+    return {arch: emulation_missing(arch) for arch in ARCHES}
+
+
+@pytest.fixture(scope="session")
+def debian_python_bases(
+    buildah: Buildah, debian_python: str, runnable_arches: dict[str, str | None]
+) -> dict[str, str]:
+    """The build base for every architecture that can run here ({arch: tag})."""
+    bases = {HOST_ARCH: debian_python}
+    for arch, missing in runnable_arches.items():
+        if missing is None and arch not in bases:
+            bases[arch] = debian_image(buildah, build_base(arch))
+    return bases
 
 
 @pytest.fixture(scope="session")
@@ -143,17 +186,56 @@ def entrypoint_context() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def entrypoint_image(buildah: Buildah, debian_python: str, entrypoint_context: Path) -> str:
-    """docker/Dockerfile built as a seller would, from the test product's build context."""
-    tag, seconds = buildah.cached_build(
+def entrypoint_images(
+    buildah: Buildah, debian_python_bases: dict[str, str], entrypoint_context: Path
+) -> dict[str, str]:
+    """docker/Dockerfile built as a seller would, from the test product's build context, for
+    every architecture at once: ``buildah bud --platform linux/amd64,linux/arm64 --manifest``
+    FROM a manifest list of the Debian bases. Returns {arch: tag}."""
+    arches = [arch for arch in ARCHES if arch in debian_python_bases]
+    base = buildah.manifest_list(
+        "debian-python-multiarch", {arch: debian_python_bases[arch] for arch in arches}
+    )
+    tags, seconds = buildah.cached_manifest_build(
         "entrypoint",
         entrypoint_context,
         dockerfile=entrypoint_context / "docker" / "Dockerfile",
-        build_args={"BASE_IMAGE": debian_python},
+        platforms=[f"linux/{arch}" for arch in arches],
+        build_args={"BASE_IMAGE": base},
         secrets=build_secrets(),
     )
-    record_build("entrypoint (docker/Dockerfile)", tag, seconds)
-    return tag
+    record_build(f"entrypoint (docker/Dockerfile, {' + '.join(arches)})", tags[HOST_ARCH], seconds)
+    return tags
+
+
+@pytest.fixture(scope="session")
+def entrypoint_image(entrypoint_images: dict[str, str]) -> str:
+    """docker/Dockerfile for this machine's architecture."""
+    return entrypoint_images[HOST_ARCH]
+
+
+def image_for(images: dict[str, str], arch: str, runnable: dict[str, str | None]) -> str:
+    """``images[arch]``, or the skip (a failure in CI) saying why that arch cannot run here."""
+    if arch not in images:
+        unavailable(f"the {arch} image cannot be built or run here: {runnable[arch]}")
+    return images[arch]
+
+
+@pytest.fixture(scope="session", params=ARCHES)
+def entrypoint_image_each(
+    request: pytest.FixtureRequest,
+    entrypoint_images: dict[str, str],
+    runnable_arches: dict[str, str | None],
+) -> str:
+    """docker/Dockerfile's image for each architecture in turn."""
+    return image_for(entrypoint_images, request.param, runnable_arches)
+
+
+@pytest.fixture(scope="session")
+def entrypoint_image_arm64(
+    entrypoint_images: dict[str, str], runnable_arches: dict[str, str | None]
+) -> str:
+    return image_for(entrypoint_images, "arm64", runnable_arches)
 
 
 @pytest.fixture(scope="session")
@@ -172,17 +254,27 @@ def entrypoint_image_trixie(
     return tag
 
 
-@pytest.fixture(scope="session")
-def product_image(buildah: Buildah, entrypoint_image: str) -> str:
-    """docker/example/product: FROM the entrypoint image, CMD only."""
+@pytest.fixture(scope="session", params=ARCHES)
+def product_image(
+    request: pytest.FixtureRequest,
+    buildah: Buildah,
+    entrypoint_images: dict[str, str],
+    runnable_arches: dict[str, str | None],
+) -> str:
+    """docker/example/product: FROM the entrypoint image, CMD only; once per architecture, so
+    every test of it runs on amd64 and, emulated, on arm64."""
+    arch: str = request.param
+    entrypoint = image_for(entrypoint_images, arch, runnable_arches)
     context = REPO / "docker" / "example" / "product"
+    name = "product" if arch == HOST_ARCH else f"product-{arch}"
     tag, seconds = buildah.cached_build(
-        "product",
+        name,
         context,
         dockerfile=context / "Dockerfile",
-        build_args={"ENTRYPOINT_IMAGE": entrypoint_image},
+        build_args={"ENTRYPOINT_IMAGE": entrypoint},
+        options=["--platform", f"linux/{arch}"],
     )
-    record_build("product example", tag, seconds)
+    record_build(f"product example ({arch})", tag, seconds)
     return tag
 
 

@@ -11,7 +11,9 @@ part of a runtime the tests need, from the image's own configuration:
   read-only, then runs ``unshare --pid --fork --kill-child --mount-proc`` to chroot, drop to the
   user and exec the ENTRYPOINT, so the image's init (tini) is PID 1 of the namespace.
 
-The network namespace is the host's, so the Metering emulator on 127.0.0.1 is reachable.
+The network namespace is the host's, so the Metering emulator on 127.0.0.1 is reachable. An image
+of another architecture (arm64 on amd64) runs the same way: the kernel hands its binaries to QEMU
+(binfmt_misc, tests/image/emulation.py), in the same PID namespace, as the same PIDs.
 From outside, the test sees the namespace's processes by their host PIDs; ``NSpid`` in
 ``/proc/<pid>/status`` gives each one's PID inside the namespace.
 """
@@ -33,6 +35,7 @@ from types import TracebackType
 from typing import Self
 
 from .buildah import Buildah, ImageConfig
+from .emulation import guest_argv
 
 PID1 = Path(__file__).with_name("_pid1.py")
 
@@ -60,11 +63,12 @@ def status(pid: int) -> dict[str, str]:
 
 
 def cmdline(pid: int) -> list[str]:
+    """The argv of host PID ``pid`` as the program sees it (under QEMU emulation too)."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return []
-    return [part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1]]
+    return guest_argv([part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1]])
 
 
 def namespace_pid(pid: int) -> int:

@@ -40,8 +40,9 @@ from .aws_stubs import (
     CredentialSources,
 )
 from .buildah import Buildah, BuildError
-from .conftest import PRODUCT, build_secrets
-from .run import Container, Finished, cmdline, in_root, namespace_pid, status
+from .conftest import ARCHES, PRODUCT, build_secrets
+from .emulation import host_arch
+from .run import Container, Finished, children, cmdline, in_root, namespace_pid, status
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -145,6 +146,20 @@ def ids(pid: int) -> tuple[list[int], list[int], str]:
     )
 
 
+def first_child_pid(buildah: Buildah, image: str) -> int:
+    """The PID tini's first child gets in the container's namespace: 2 natively. Under QEMU
+    user-mode emulation it is 3: QEMU starts a helper thread (its RCU thread) in every process
+    it emulates, and threads draw their IDs from the same PID space, so tini's own helper thread
+    is 2 (`test_entitled_product...` checks it). Nothing else runs in between."""
+    arch = buildah.inspect(image)["OCIv1"]["architecture"]
+    return 2 if arch == host_arch() else 3
+
+
+def thread_ids(pid: int) -> list[int]:
+    """Namespace IDs of every thread of host process ``pid``."""
+    return sorted(namespace_pid(int(task.name)) for task in Path(f"/proc/{pid}/task").iterdir())
+
+
 def assert_refused(run: Finished, code: int, summary: str) -> None:
     assert run.returncode == code, run.stderr
     assert "Traceback" not in run.stderr, run.stderr
@@ -164,8 +179,8 @@ def mounted(buildah: Buildah, image: str) -> Iterator[Path]:
 # -- what the images are ---------------------------------------------------------------------------
 
 
-def test_base_image_configuration(buildah: Buildah, entrypoint_image: str) -> None:
-    config = buildah.config(entrypoint_image)
+def test_base_image_configuration(buildah: Buildah, entrypoint_image_each: str) -> None:
+    config = buildah.config(entrypoint_image_each)
     assert config.entrypoint == ENTRYPOINT
     # The base's inherited CMD (python3) is cleared by ENTRYPOINT: a product must set its own.
     assert config.cmd == []
@@ -183,9 +198,37 @@ def test_example_images_configuration(
     assert (copied.entrypoint, copied.cmd, copied.user) == (ENTRYPOINT, PRODUCT_CMD, NONROOT)
 
 
-def test_final_stage_holds_only_what_the_product_needs(
-    buildah: Buildah, entrypoint_image: str
+@pytest.mark.usefixtures("entrypoint_image_arm64")  # skips, or fails in CI, without emulation
+def test_one_build_command_makes_both_architectures(
+    buildah: Buildah, entrypoint_images: dict[str, str]
 ) -> None:
+    """``buildah bud --platform linux/amd64,linux/arm64 --manifest`` (conftest.py) gave one
+    manifest list whose two images differ only in their architecture."""
+    assert set(entrypoint_images) == set(ARCHES)
+    configs = {}
+    for arch, tag in entrypoint_images.items():
+        image = buildah.inspect(tag)["OCIv1"]
+        assert (image["os"], image["architecture"]) == ("linux", arch)
+        configs[arch] = buildah.config(tag)
+    assert configs["arm64"] == configs["amd64"]
+    repository, _, key = entrypoint_images["amd64"].rpartition(":")
+    listing = json.loads(buildah("manifest", "inspect", f"{repository[: -len('-amd64')]}:{key}"))
+    platforms = sorted(m["platform"]["architecture"] for m in listing["manifests"])
+    assert platforms == sorted(ARCHES)
+
+
+def elf_machine(path: Path) -> str:
+    """The CPU an ELF file is built for, from e_machine (System V ABI: 62 x86-64, 183 AArch64)."""
+    header = path.read_bytes()[:20]
+    assert header[:4] == b"\x7fELF", path
+    return {62: "amd64", 183: "arm64"}.get(int.from_bytes(header[18:20], "little"), "other")
+
+
+def test_final_stage_holds_only_what_the_product_needs(
+    buildah: Buildah, entrypoint_image_each: str
+) -> None:
+    entrypoint_image = entrypoint_image_each
+    arch = buildah.inspect(entrypoint_image)["OCIv1"]["architecture"]
     with mounted(buildah, entrypoint_image) as root:
         lib = root / "opt/marketplace-entrypoint/lib"
         present = {p.name for p in lib.iterdir()}
@@ -196,7 +239,7 @@ def test_final_stage_holds_only_what_the_product_needs(
         assert not (root / "src").exists()
         assert {"entrypoint", "botocore", "cryptography", "boto3"} <= present
         services = {p.name for p in (lib / "botocore/data").iterdir() if p.is_dir()}
-        assert services == {"meteringmarketplace", "sts"}
+        assert services == {"meteringmarketplace", "license-manager", "sts"}
         # Data kept whole but gzipped, as botocore's loader accepts it.
         assert (lib / "botocore/data/endpoints.json.gz").is_file()
         assert not list((lib / "botocore/data").rglob("*.json"))
@@ -204,6 +247,11 @@ def test_final_stage_holds_only_what_the_product_needs(
         assert not (lib / "boto3/data").exists()
         # tini as Debian's package, known to dpkg (and to image scanners).
         assert (root / "var/lib/dpkg/info/tini.list").is_file()
+        # Every binary is the image's architecture: tini, and the wheels pip chose from the lock.
+        binaries = [root / "usr/bin/tini", *lib.glob("cryptography/hazmat/bindings/_rust*.so")]
+        binaries += lib.glob("_cffi_backend*.so")
+        assert len(binaries) == 3, binaries
+        assert {elf_machine(b) for b in binaries} == {arch}
         assert not list((root / "var/lib/apt/lists").glob("*Packages*"))
         # Public keys and code are world-readable and owned by root: any UID reads them, none
         # can change them.
@@ -259,10 +307,14 @@ def test_entitled_product_cmd_runs_as_pid_2_under_tini_and_stops_on_sigterm(
         workload = container.wait_for_workload(PRODUCT_CMD)
         init = container.init_pid
         # tini is PID 1 with the image's ENTRYPOINT + CMD; the entrypoint exec'd the CMD in
-        # tini's child, PID 2: no other process ever ran in the namespace.
+        # tini's child, PID 2: no other process ever ran in the namespace. (Emulated, tini's
+        # process holds QEMU's helper thread as 2, and its child is 3.)
+        child = first_child_pid(buildah, product_image)
         assert namespace_pid(init) == 1
         assert cmdline(init) == [*ENTRYPOINT, *PRODUCT_CMD]
-        assert namespace_pid(workload) == 2
+        assert thread_ids(init) == list(range(1, child))
+        assert namespace_pid(workload) == child
+        assert children(init) == [workload]
         assert http_get(PRODUCT_PORT) == 200
         uids, gids, groups = ids(workload)
         assert (uids, gids, groups) == ([65532] * 4, [65532] * 4, "")
@@ -284,11 +336,12 @@ def test_sigterm_is_forwarded_to_the_workload_and_its_exit_status_propagates(
         buildah, product_image, env=task_env(emulator), cmd=SIGNAL_WORKLOAD
     ) as container:
         container.start()
-        wait_for_output(container, "ready PID 2 UID 65532 GID 65532")
+        child = first_child_pid(buildah, product_image)
+        wait_for_output(container, f"ready PID {child} UID 65532 GID 65532")
         container.signal_init(signal.SIGTERM)
         run = container.wait()
     assert run.returncode == 42, run.stderr
-    assert f"PID 2 got signal {int(signal.SIGTERM)}" in run.stdout
+    assert f"PID {child} got signal {int(signal.SIGTERM)}" in run.stdout
 
 
 @pytest.mark.usefixtures("free_product_port")
@@ -329,7 +382,7 @@ def test_any_non_root_user_with_or_without_a_writable_root(
         run = container.run()
     assert run.returncode == 0, run.stderr
     uid, gid = user.split(":")
-    assert run.stdout.split() == ["2", uid, gid, "False"]
+    assert run.stdout.split() == [str(first_child_pid(buildah, product_image)), uid, gid, "False"]
 
 
 def test_key_readable_only_by_root_is_refused_for_the_image_user(
@@ -451,7 +504,7 @@ sys.path.insert(0, "/opt/marketplace-entrypoint/lib")
 import botocore.session
 session = botocore.session.get_session()
 clients = {}
-for service in ("meteringmarketplace", "sts"):
+for service in ("meteringmarketplace", "license-manager", "sts"):
     client = session.create_client(service, region_name="eu-west-1")
     clients[service] = [client.meta.service_model.service_id, client.meta.endpoint_url]
 chain = session.get_component("credential_provider")
@@ -464,11 +517,11 @@ print(json.dumps({
 
 
 def test_slimmed_botocore_creates_metering_and_sts_clients_in_the_image(
-    buildah: Buildah, entrypoint_image: str
+    buildah: Buildah, entrypoint_image_each: str
 ) -> None:
     with Container(
         buildah,
-        entrypoint_image,
+        entrypoint_image_each,
         env={"AWS_EC2_METADATA_DISABLED": "true"},
         entrypoint=["python3", "-I", "-c", SDK_CHECK],
         cmd=[],
@@ -481,9 +534,10 @@ def test_slimmed_botocore_creates_metering_and_sts_clients_in_the_image(
             "Marketplace Metering",
             "https://metering.marketplace.eu-west-1.amazonaws.com",
         ],
+        "license-manager": ["License Manager", "https://license-manager.eu-west-1.amazonaws.com"],
         "sts": ["STS", "https://sts.eu-west-1.amazonaws.com"],
     }
-    assert sorted(facts["models"]) == ["meteringmarketplace", "sts"]
+    assert sorted(facts["models"]) == ["license-manager", "meteringmarketplace", "sts"]
     # The providers ECS (container-role) and EKS IRSA (assume-role-with-web-identity) use.
     assert {"env", "assume-role-with-web-identity", "container-role"} <= set(facts["providers"])
 

@@ -5,6 +5,7 @@ Both images are built FROM the same base; their added layers are exported uncomp
 stores, and gzip-compressed (what a pull transfers). Sizes are reported at the end of the session
 (and in ``$MARKETPLACE_IMAGE_CACHE/logs/layer-sizes.json``), not asserted tightly: only that the
 entrypoint's layer is smaller than the naive one, even once pip and setuptools are not counted.
+The arm64 image's layer is measured the same way against its own (arm64) base.
 """
 
 from __future__ import annotations
@@ -106,17 +107,47 @@ def test_entrypoint_layer_is_smaller_than_a_plain_pip_install(
         "ratio_gzip": round(ours_gz / naive_gz, 3),
         "ratio_without_pip_setuptools": round(ours / packages_only, 3),
     }
-    (buildah.cache / "logs").mkdir(parents=True, exist_ok=True)
-    (buildah.cache / "logs" / "layer-sizes.json").write_text(json.dumps(sizes, indent=2) + "\n")
-    REPORT["sizes"] = [
-        f"entrypoint layer: {ours / MB:.1f} MB ({ours_gz / MB:.1f} MB gzipped)",
-        (
-            f"plain pip install layer: {naive / MB:.1f} MB ({naive_gz / MB:.1f} MB gzipped), "
-            f"{packages_only / MB:.1f} MB without pip and setuptools"
-        ),
-        (
-            f"ratio: {sizes['ratio']} ({sizes['ratio_gzip']} gzipped; "
-            f"{sizes['ratio_without_pip_setuptools']} against the packages alone)"
-        ),
-    ]
+    record_sizes(buildah, sizes)
+    REPORT.setdefault("sizes", []).extend(
+        [
+            f"entrypoint layer: {ours / MB:.1f} MB ({ours_gz / MB:.1f} MB gzipped)",
+            (
+                f"plain pip install layer: {naive / MB:.1f} MB ({naive_gz / MB:.1f} MB gzipped), "
+                f"{packages_only / MB:.1f} MB without pip and setuptools"
+            ),
+            (
+                f"ratio: {sizes['ratio']} ({sizes['ratio_gzip']} gzipped; "
+                f"{sizes['ratio_without_pip_setuptools']} against the packages alone)"
+            ),
+        ]
+    )
     assert ours < packages_only < naive, sizes
+
+
+def record_sizes(buildah: Buildah, sizes: dict[str, float]) -> None:
+    """Merge ``sizes`` into $MARKETPLACE_IMAGE_CACHE/logs/layer-sizes.json."""
+    path = buildah.cache / "logs" / "layer-sizes.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    path.write_text(json.dumps(recorded | sizes, indent=2) + "\n")
+
+
+def test_arm64_layer_is_slimmed_like_the_amd64_one(
+    buildah: Buildah,
+    entrypoint_image: str,
+    entrypoint_image_arm64: str,
+    debian_python: str,
+    debian_python_bases: dict[str, str],
+) -> None:
+    """Same Dockerfile, same lock, same cuts: the arm64 layer (aarch64 wheels) is within a
+    fifth of the amd64 one. A cut that silently failed on arm64 would leave it twice as big."""
+    amd64, _ = added_layers(buildah, entrypoint_image, debian_python)
+    arm64, arm64_gz = added_layers(buildah, entrypoint_image_arm64, debian_python_bases["arm64"])
+    record_sizes(
+        buildah,
+        {"arm64_entrypoint_layer_bytes": arm64, "arm64_entrypoint_layer_gzip_bytes": arm64_gz},
+    )
+    REPORT.setdefault("sizes", []).append(
+        f"entrypoint layer, arm64: {arm64 / MB:.1f} MB ({arm64_gz / MB:.1f} MB gzipped)"
+    )
+    assert 0.8 < arm64 / amd64 < 1.2, (arm64, amd64)
