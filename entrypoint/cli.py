@@ -13,7 +13,7 @@ place before the SDK's imports start (about 150 ms of a cold start).
 The buyer writes the task's environment, so the interpreter must not take its behaviour from it:
 the bootstrap runs in Python's isolated mode (``-I``: no ``PYTHON*`` variables, no user
 site-packages, nothing imported from the working directory), re-executing itself once if it was
-started without (`entrypoint.console`; the image's launcher starts it isolated already), and
+started without (`entrypoint.process`; the image's launcher starts it isolated already), and
 ends with ``os._exit`` after flushing its output, so no ``PYTHONINSPECT`` prompt and no exit
 status other than the documented one can follow a refusal. The workload still gets the
 environment exactly as given, ``PYTHON*`` variables included (`entrypoint.execute`).
@@ -161,8 +161,8 @@ def _run(step: Callable[[], list[str] | int]) -> int:
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Console-script entry point (``argv`` None: this process's own arguments).
 
-    As the console script, the bootstrap runs in isolated mode (`entrypoint.console.isolate`)
-    and the process ends with `entrypoint.console.end_process`: the exit status is the
+    As the console script, the bootstrap runs in isolated mode (`entrypoint.process.isolate`)
+    and the process ends with `entrypoint.process.end_process`: the exit status is the
     documented one whatever the environment says.
 
     SIGINT and SIGTERM raise from here on, not only around the bootstrap's steps: one arriving
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     ends the run with 128+N and the one-line diagnosis, not a KeyboardInterrupt traceback or a
     silent death.
     """
-    from .console import end_process, isolate
+    from .process import end_process, isolate
 
     if argv is None:
         isolate()

@@ -23,8 +23,8 @@ import signal
 from collections.abc import Mapping, Sequence
 from typing import NoReturn, cast
 
-from .console import flush_output, original_environ
 from .errors import UsageError, WorkloadExecError, one_line
+from .process import flush_output, original_environ
 
 __all__ = ["CPYTHON_IGNORED_SIGNALS", "exec_workload", "original_environ", "reset_signals_for_exec"]
 
