@@ -1,7 +1,8 @@
 """The botocore session a start makes its clients from: every setting checked, every answer bounded.
 
-`AwsSession` is what every botocore client of the bootstrap is created from (Metering today; any
-other service client is made the same way, with `AwsSession.create_client`):
+`AwsSession` is what every botocore client of the bootstrap is created from (Metering's,
+`entrypoint.metering`, and License Manager's, `entrypoint.license.client`; any other service
+client is made the same way, with `AwsSession.create_client`):
 
 1. The AWS settings botocore reads from the environment are checked before botocore reads them
    (`entrypoint.environment`), and so are the files they name (`entrypoint.envfiles`): exit 78 at
@@ -17,9 +18,10 @@ other service client is made the same way, with `AwsSession.create_client`):
    default client configuration, which botocore merges into every client it creates): retries
    and the deadline belong to `entrypoint.retry`.
 
-`AwsSession.resolve_credentials` fetches the task's credentials before the first call and turns
-every way that can fail into a transient fault (retried) or a final error with one line of
-diagnosis (`classify_credential_failure`).
+`AwsSession.resolve_credentials` fetches the task's credentials before the first call through
+those fetchers and turns every way that can fail into a transient fault (retried) or a final error
+with one line of diagnosis (`entrypoint.sdk.classify_credential_failure`); so does
+`AwsSession.refreshes_classified` around a call, for botocore's refresh while it signs.
 """
 
 from __future__ import annotations
