@@ -22,6 +22,10 @@ malformed contract product's ``contract.json``) is never built.
   botocore's loader reads ``<name>.json.gz`` wherever ``<name>.json`` is absent
   (botocore/loaders.py, ``_JSON_OPEN_METHODS``), as it already does for the service models.
 * boto3's resource models, console scripts, type stubs and test folders go: nothing imports them.
+* The demo and the emulator go too (``entrypoint/demo.py``, ``entrypoint/emulator/``): they are
+  development tools, and in a production image ``marketplace-entrypoint demo`` would start the
+  workload with no RegisterUsage at all (a CMD of ``["demo", "--", "app"]`` behind an ENTRYPOINT
+  without ``--``). There, ``demo`` and ``emulator`` say they are not part of the image (exit 64).
 * Byte code is compiled only for the modules a bootstrap imports (found by importing them and
   creating the clients, offline), as ``checked-hash`` pycs: valid whatever the files' mtimes
   (reproducible layers), still checked against the source, and usable on a read-only root where
@@ -54,6 +58,10 @@ KEEP_SERVICES = frozenset({"meteringmarketplace", "license-manager", "sts"})
 # Whole folders nothing imports at run time: boto3's resource models (boto3.resource() only) and
 # pip's console scripts, written with the build stage's interpreter path.
 DROP_PATHS = ("boto3/data", "bin")
+# The development tools, which have no place in a production image: the demo starts a workload
+# with no RegisterUsage, the emulator signs answers with keys of its own (entrypoint/cli.py then
+# says they are not part of the image).
+DEVELOPMENT_TOOLS = ("entrypoint/demo.py", "entrypoint/emulator")
 # Names dropped wherever they appear: type stubs and test suites are for developers.
 DROP_SUFFIXES = (".pyi",)
 DROP_DIRS = frozenset({"__pycache__", "tests", "test"})
@@ -144,6 +152,7 @@ def prune(lib: Path) -> dict[str, int]:
         saved += len(raw) - len(packed)
     removed["botocore data, by gzip"] = saved
     note("boto3 resources, console scripts", (lib / p for p in DROP_PATHS))
+    note("the demo and the emulator", (lib / p for p in DEVELOPMENT_TOOLS))
     note(
         "caches, tests, type stubs",
         (

@@ -1,5 +1,13 @@
-#!/usr/bin/env python3
+#!/usr/bin/env -S python3 -I
 """``marketplace-entrypoint`` in the image: run the bootstrap from /opt/marketplace-entrypoint.
+
+The interpreter runs in isolated mode (``-I``: no ``PYTHON*`` variable, no user site-packages,
+not the script's directory on ``sys.path``): the buyer writes the task's environment, and
+``PYTHONINSPECT``, ``PYTHONPATH``, ``PYTHONSTARTUP``, ``PYTHONWARNINGS`` or ``PYTHONHOME`` must
+not change what the bootstrap does. ``env -S`` splits the line into ``python3`` and ``-I`` (GNU
+coreutils 8.30 and later; Debian bookworm has 9.1). Started without ``-I`` anyway (``python3
+/usr/local/bin/marketplace-entrypoint``), the bootstrap re-executes itself isolated
+(`entrypoint.cli.isolate`).
 
 docker/Dockerfile installs this file as ``/usr/local/bin/marketplace-entrypoint``. The libraries
 live in ``/opt/marketplace-entrypoint/lib`` (``pip install --target``, no virtual environment), so
@@ -43,7 +51,7 @@ def main() -> None:
         )
         sys.exit(EX_CONFIG)
     here = str(Path(__file__).resolve().parent)
-    # Like python -P: never import from the directory this script sits in (/usr/local/bin).
+    # As -I (or -P) does: never import from the directory this script sits in (/usr/local/bin).
     sys.path[:] = [str(PREFIX / "lib"), *(p for p in sys.path if p != here)]
     from entrypoint.cli import main as bootstrap
 

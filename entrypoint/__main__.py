@@ -1,6 +1,6 @@
 """``python -m entrypoint``: the same as the ``marketplace-entrypoint`` console script."""
 
-from entrypoint.cli import main
+from entrypoint.console import main
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,14 @@ bootstrap itself: options, then ``--``, then the workload.
 
 This module imports only the standard library at the top, so SIGINT/SIGTERM handlers are in
 place before the SDK's imports start (about 150 ms of a cold start).
+
+The buyer writes the task's environment, so the interpreter must not take its behaviour from it:
+the bootstrap runs in Python's isolated mode (``-I``: no ``PYTHON*`` variables, no user
+site-packages, nothing imported from the working directory), re-executing itself once if it was
+started without (`entrypoint.process`; the image's launcher starts it isolated already), and
+ends with ``os._exit`` after flushing its output, so no ``PYTHONINSPECT`` prompt and no exit
+status other than the documented one can follow a refusal. The workload still gets the
+environment exactly as given, ``PYTHON*`` variables included (`entrypoint.execute`).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .errors import BootstrapInterrupted, EntrypointError, ExitCode, UsageError
 from .flags import PROGRAM, parse_settings_args, settings_parser
@@ -69,11 +77,39 @@ def _bootstrap(argv: Sequence[str]) -> list[str]:
 
 
 def _demo(argv: Sequence[str]) -> list[str]:
-    from . import demo
-
+    demo = _development_tool("demo", "entrypoint.demo")
     args, workload = demo.parse(argv)
     _setup_logging(args.log_format)
-    return demo.run(args, workload)
+    workload_argv: list[str] = demo.run(args, workload)
+    return workload_argv
+
+
+def _emulator(argv: Sequence[str]) -> int:
+    emulator_cli = _development_tool("emulator", "entrypoint.emulator.cli")
+    code: int = emulator_cli.main(argv)
+    return code
+
+
+# What docker/image_build.py leaves out of the production image.
+_DEVELOPMENT_MODULES = ("entrypoint.demo", "entrypoint.emulator")
+
+
+def _development_tool(command: str, module: str) -> Any:  # noqa: ANN401 - the tool's module
+    """Import a development tool's module. The production image leaves the demo and the emulator
+    out (docker/image_build.py): there, asking for them is a usage error, not an ImportError."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith(_DEVELOPMENT_MODULES):
+            raise  # a dependency is missing: a broken installation, not a left-out tool
+        raise UsageError(
+            f"{command!r} is not part of this installation: the demo and the emulator are "
+            "development tools, left out of the production image",
+            remedy=f"run `{PROGRAM} {command}` from a development install "
+            "(pip install marketplace-entrypoint)",
+        ) from None
 
 
 def _report(error: EntrypointError) -> int:
@@ -123,13 +159,21 @@ def _run(step: Callable[[], list[str] | int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Console-script entry point.
+    """Console-script entry point (``argv`` None: this process's own arguments).
+
+    As the console script, the bootstrap runs in isolated mode (`entrypoint.process.isolate`)
+    and the process ends with `entrypoint.process.end_process`: the exit status is the
+    documented one whatever the environment says.
 
     SIGINT and SIGTERM raise from here on, not only around the bootstrap's steps: one arriving
     while logging is set up (which imports cryptography, the longest stretch of a cold start)
     ends the run with 128+N and the one-line diagnosis, not a KeyboardInterrupt traceback or a
     silent death.
     """
+    from .process import end_process, isolate
+
+    if argv is None:
+        isolate()
     args = list(sys.argv[1:] if argv is None else argv)
     with raise_on_signals():
         try:
@@ -138,6 +182,12 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             code = _interrupted_early(interrupt.signum)
         except KeyboardInterrupt:
             code = _interrupted_early(2)
+        except SystemExit as done:  # argparse's --help and --version
+            if argv is not None:
+                raise
+            code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    if argv is None:
+        end_process(code)
     sys.exit(code)
 
 
@@ -159,9 +209,7 @@ def _main(args: list[str]) -> int:
         return _run(lambda: run_check(args[1:]))
     if command == "emulator":
         _setup_logging("text")
-        from .emulator.cli import main as emulator_main
-
-        return _run(lambda: emulator_main(args[1:]))
+        return _run(lambda: _emulator(args[1:]))
     if command == "demo":
         _setup_logging(_peek_log_format(args[1:]))
         return _run(lambda: _demo(args[1:]))

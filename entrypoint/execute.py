@@ -17,22 +17,18 @@ cannot be executed.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import logging
 import os
 import signal
-import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import NoReturn, cast
 
 from .errors import UsageError, WorkloadExecError, one_line
+from .process import flush_output, original_environ
 
 __all__ = ["CPYTHON_IGNORED_SIGNALS", "exec_workload", "original_environ", "reset_signals_for_exec"]
 
 CPYTHON_IGNORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
-_PROC_ENVIRON = Path("/proc/self/environ")
 
 
 def reset_signals_for_exec() -> None:
@@ -40,32 +36,6 @@ def reset_signals_for_exec() -> None:
     for signum in CPYTHON_IGNORED_SIGNALS:
         signal.signal(signum, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
-
-
-def _flush() -> None:
-    for handler in logging.getLogger("marketplace_entrypoint").handlers:
-        handler.flush()
-    for stream in (sys.stdout, sys.stderr):
-        # A closed or broken stream cannot hold anything worth keeping.
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-
-
-def original_environ(proc_environ: Path = _PROC_ENVIRON) -> dict[bytes, bytes] | None:
-    """The environment this process was started with, as the kernel recorded it at ``execve``.
-
-    ``None`` where ``/proc`` is not mounted. The first of duplicate names wins, as ``getenv``'s.
-    """
-    try:
-        raw = proc_environ.read_bytes()
-    except OSError:
-        return None
-    env: dict[bytes, bytes] = {}
-    for entry in raw.split(b"\0"):
-        name, sep, value = entry.partition(b"=")
-        if sep and name:
-            env.setdefault(name, value)
-    return env
 
 
 def exec_workload(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> NoReturn:
@@ -84,7 +54,7 @@ def exec_workload(argv: Sequence[str], environ: Mapping[str, str] | None = None)
         dict(environ) if environ is not None else original_environ() or dict(os.environ)
     )
     program = argv[0]
-    _flush()
+    flush_output()
     reset_signals_for_exec()
     try:
         os.execvpe(program, list(argv), env)  # noqa: S606 - starting the workload is the job

@@ -23,6 +23,7 @@ __all__ = [
     "PROGRAM",
     "SETTING_NAMES",
     "Parser",
+    "StoreOnce",
     "add_setting_flags",
     "parse_settings_args",
     "settings_parser",
@@ -67,6 +68,30 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message, remedy=f"see {self.prog} --help")
 
 
+class StoreOnce(argparse.Action):
+    """``store``, but an option given twice is a usage error instead of "the last one wins".
+
+    An image's ENTRYPOINT without the trailing ``--`` lets its CMD (which the buyer writes)
+    add options after the image's: ``CMD ["--keys-dir", "/buyer/keys", "--", "app"]`` would
+    replace the baked keys directory. Every option of the bootstrap is taken at most once.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,  # noqa: ARG002 - argparse.Action.__call__
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise UsageError(
+                f"{option_string or self.dest} is given more than once",
+                remedy="give each option once, before the -- that starts the workload (an "
+                "image's ENTRYPOINT should end with --, so that its CMD cannot add options)",
+            )
+        setattr(namespace, self.dest, values)
+
+
 # Flags every command shares, each also read from the environment variable config.ENV names.
 COMMON_SETTING_FLAGS = (
     ("--log-format", "text|json", "log line format (default text)"),
@@ -78,14 +103,19 @@ COMMON_SETTING_FLAGS = (
 
 
 def add_setting_flags(
-    parser: argparse.ArgumentParser, specific: Sequence[tuple[str, str, str]]
+    parser: argparse.ArgumentParser,
+    specific: Sequence[tuple[str, str, str]],
+    *,
+    once: bool = False,
 ) -> None:
-    """Add ``specific`` and then the common setting flags, each help naming its variable."""
+    """Add ``specific`` and then the common setting flags, each help naming its variable;
+    ``once``: each may be given only once (`StoreOnce`)."""
     from .config import ENV
 
+    action: type[argparse.Action] | str = StoreOnce if once else "store"
     for flag, metavar, text in (*specific, *COMMON_SETTING_FLAGS):
         env = ENV[flag[2:].replace("-", "_")]
-        parser.add_argument(flag, metavar=metavar, help=f"{text} [{env}]")
+        parser.add_argument(flag, metavar=metavar, action=action, help=f"{text} [{env}]")
 
 
 def settings_parser(*, check: bool = False) -> Parser:
@@ -110,6 +140,7 @@ def settings_parser(*, check: bool = False) -> Parser:
     parser.add_argument(
         "--keys-dir",
         metavar="DIR",
+        action=StoreOnce,
         help=f"trusted keys, <DIR>/<PRODUCT_CODE>/v<N>.pem (default {DEFAULT_KEYS_DIR}; "
         "a flag only: trust comes from the image)",
     )
@@ -120,6 +151,7 @@ def settings_parser(*, check: bool = False) -> Parser:
             ("--public-key-version", "N", "key version (default: the highest present)"),
             ("--deadline", "SECONDS", "retry RegisterUsage for this long (default 1800)"),
         ],
+        once=True,
     )
     parser.add_argument(
         "--allow-license-endpoint-override",

@@ -14,7 +14,7 @@ bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,13 +34,11 @@ from .answers import (
     classify_sts_error,
     classify_unparsable,
 )
+from .awssession import AwsSession, bounded_sender
 from .capped import CappedSend, OversizedAnswer
 from .credentials import CredentialSource
-from .environment import check_aws_environment
-from .errors import ConfigurationError, ServiceError, one_line
-from .sdk import classify_botocore as _classify_botocore
-from .sdk import raised_in as _raised_in
-from .sdk import resolve_credentials
+from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
+from .sdk import classify_botocore, raised_in
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -125,6 +123,7 @@ class BotocoreMeteringClient:
         self.endpoint_url = endpoint_url
         self._credentials = credentials
         self._session = session
+        self._aws: AwsSession | None = None
         self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
@@ -132,6 +131,10 @@ class BotocoreMeteringClient:
     def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
         key = (round(connect, 2), round(read, 2))
         with self._lock:
+            if self._aws is not None and self._aws.spent:
+                # Fetching credentials failed: the next attempt starts from a new session.
+                self._aws = None
+                self._clients.clear()
             client = self._clients.get(key)
             if client is None:
                 client = self._create(*key)
@@ -139,16 +142,19 @@ class BotocoreMeteringClient:
             return client
 
     def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
-        import botocore.session
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
 
-        # What botocore will read from the environment, checked first (exit 78 naming it).
-        check_aws_environment(os.environ)
-        if self._session is None:
-            self._session = botocore.session.get_session()
+        if self._aws is None:
+            # Checks the environment and the files it names (exit 78 naming the variable), and
+            # bounds every answer of every client and credential fetcher (entrypoint.awssession).
+            self._aws = AwsSession(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                session=self._session,
+            )
         if self._credentials is None:
-            self._resolve_credentials(self._session)
+            self.credential_source = self._aws.resolve_credentials()
         config = Config(
             region_name=self.region,
             connect_timeout=connect,
@@ -166,32 +172,30 @@ class BotocoreMeteringClient:
         try:
             client = cast(
                 "MarketplaceMeteringClient",
-                self._session.create_client("meteringmarketplace", **kwargs),
+                self._aws.create_client("meteringmarketplace", **kwargs),
             )
         except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
+            raise classify_botocore(exc) from None
         except ValueError as exc:  # botocore refuses malformed endpoint URLs with ValueError
             raise ConfigurationError(
                 f"cannot create the Metering client: {one_line(exc, 200)}",
                 remedy="check AWS_ENDPOINT_URL_MARKETPLACE_METERING and the AWS config file",
             ) from None
-        # botocore exposes its HTTP session only as a private attribute; sending through it keeps
-        # every transport setting botocore resolved. The handler is per client (per timeout).
-        sender = CappedSend(
-            cast("Any", client)._endpoint.http_session, connect_timeout=connect, read_timeout=read
-        )
-        client.meta.events.register("before-send.marketplace-metering", sender)
-        return client, sender
+        # Every client of the session reads its answers through its own CappedSend, over the
+        # HTTP session botocore resolved for it (per client, so per timeout).
+        return client, bounded_sender(client)
+
+    def _refreshes_classified(self) -> contextlib.AbstractContextManager[None]:
+        """A credential refresh that fails mid-call, classified as a credential failure."""
+        if self._aws is None or self._credentials is not None:  # nothing botocore refreshes
+            return contextlib.nullcontext()
+        return self._aws.refreshes_classified()
 
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint
         URL botocore will use. For the ``check`` command."""
         client, _ = self._client(self.connect_timeout, self.read_timeout)
         return str(client.meta.endpoint_url)
-
-    def _resolve_credentials(self, session: Session) -> None:
-        """Fetch the task's credentials before the first call (`sdk.resolve_credentials`)."""
-        self.credential_source = resolve_credentials(session, known=self.credential_source)
 
     def register_usage(
         self,
@@ -211,9 +215,12 @@ class BotocoreMeteringClient:
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
         client, sender = self._client(connect, read)
         try:
-            response = client.register_usage(
-                ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
-            )
+            with self._refreshes_classified():
+                response = client.register_usage(
+                    ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
+                )
+        except (Transient, EntrypointError):
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -228,11 +235,11 @@ class BotocoreMeteringClient:
         except OversizedAnswer as exc:
             raise classify_oversized(exc.status, exc.size) from None
         except BotoCoreError as exc:
-            raise _classify_botocore(exc) from None
+            raise classify_botocore(exc) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise classify_unparsable(exc, sender.last_status()) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
-            if _raised_in(exc, "botocore.parsers"):
+            if raised_in(exc, "botocore.parsers"):
                 # botocore's parser lets AttributeError/ValueError escape on answers that are JSON
                 # but not objects, or carry a timestamp it cannot read: a bad answer, not a bug.
                 raise classify_unparsable(exc, sender.last_status()) from None
@@ -276,7 +283,10 @@ class BotocoreMeteringClient:
         }
         params.update(_quantity_parameter(client, quantity))
         try:
-            response: Mapping[str, Any] = client.meter_usage(**params)
+            with self._refreshes_classified():
+                response: Mapping[str, Any] = client.meter_usage(**params)
+        except (Transient, EntrypointError):
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
@@ -291,7 +301,7 @@ class BotocoreMeteringClient:
         except OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
             raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:
-            raise _classify_botocore(exc, METER_USAGE_ROLE_REMEDY) from None
+            raise classify_botocore(exc, METER_USAGE_ROLE_REMEDY) from None
         except ResponseParserError as exc:  # not a BotoCoreError: lives in botocore.parsers
             raise Transient("ResponseParserError", str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify

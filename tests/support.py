@@ -137,6 +137,31 @@ def base_env(emulator: Emulator | str, **overrides: str | None) -> dict[str, str
     return env
 
 
+class Listener:
+    """A TCP port on loopback that counts the connections made to it: the host a hostile
+    setting names, which must never be contacted. Close it with `close`."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @dataclass
 class Run:
     """A finished console-script run."""
@@ -179,6 +204,87 @@ def run_cli(
         stdout, stderr = process.communicate()
         raise AssertionError(f"{command} did not finish in {timeout}s; stderr:\n{stderr}") from None
     return Run(pid=process.pid, returncode=process.returncode, stdout=stdout, stderr=stderr)
+
+
+# Forks the command from a small interpreter, so that the child's peak RSS (wait4's ru_maxrss,
+# which also counts the parent's pages shared before exec) is not pytest's own size.
+_PEAK_RSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_cli_peak_rss(
+    args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60
+) -> tuple[Run, float]:
+    """Run the console script as `run_cli` does, from a small parent that measures it: the run
+    (its ``returncode`` is the script's own exit status) and its peak RSS in MiB, as the kernel
+    accounted it (``ru_maxrss`` is in kilobytes on Linux)."""
+    program = [sys.executable, "-c", _PEAK_RSS, str(CONSOLE_SCRIPT)]
+    run = run_cli(args, env, timeout=timeout, program=program)
+    peak_kib, code = (int(field) for field in run.stdout.split())
+    run.returncode = code
+    return run, peak_kib / 1024
+
+
+LEAVE_THE_PROMPT = b"import os; os._exit(99)\n"
+
+
+def run_on_terminal(
+    argv: Sequence[str], env: Mapping[str, str], timeout: float = 60
+) -> tuple[int, str]:
+    """Run ``argv`` with a pseudo-terminal as its stdin, stdout and stderr, in a session of its
+    own (what a container runtime's ``-t`` gives); return its exit status and all it wrote."""
+    master, slave = os.openpty()
+    process = subprocess.Popen(
+        list(argv), env=dict(env), stdin=slave, stdout=slave, stderr=slave, start_new_session=True
+    )
+    os.close(slave)
+    return read_terminal(master, process, timeout)
+
+
+def read_terminal(
+    master: int, process: subprocess.Popen[bytes], timeout: float = 60
+) -> tuple[int, str]:
+    """Read a pseudo-terminal's ``master`` side until every process holding it has gone, then
+    close it; return ``process``'s exit status and the output. A Python prompt that appears is
+    answered with ``os._exit(99)``, so the run always ends."""
+    import select
+    import time
+
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if process.poll() is not None:
+                    break
+                continue
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every process holding the terminal has gone
+                break
+            if not data:
+                break
+            output += data
+            if b">>> " in output and not answered:
+                answered = True
+                os.write(master, LEAVE_THE_PROMPT)
+        else:
+            process.kill()
+            raise AssertionError(f"{process.args!r} did not end in {timeout}s:\n{output.decode()}")
+        return process.wait(timeout=30), output.decode("utf-8", "replace")
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def signed_post(

@@ -116,7 +116,7 @@ def test_protocol_errors(emulator: Emulator) -> None:
         {"__type": "com.amazon.coral.service#UnknownOperationException"},
     )
     status, body = _raw(emulator, b"{}", target, sign=False)
-    assert (status, body["__type"]) == (403, "MissingAuthenticationTokenException")
+    assert (status, body["__type"]) == (400, "MissingAuthenticationTokenException")
     validation = "com.amazon.coral.validate#ValidationException"
     status, body = _raw(emulator, b'{"ProductCode": "prod-test", "PublicKeyVersion": 0}', target)
     assert (status, body["__type"]) == (400, validation)

@@ -381,10 +381,10 @@ def test_license_manager_requests_are_signed_for_license_manager(em: Emulator) -
     body = json.dumps({"LicenseArn": "arn:aws:license-manager::1:license:l-1"}).encode()
     target = "AWSLicenseManager.GetLicense"
     status, answer = signed_post(em.url, body, target, service="aws-marketplace")
-    assert (status, answer["__type"]) == (403, "InvalidSignatureException")
+    assert (status, answer["__type"]) == (400, "InvalidSignatureException")
     assert "'license-manager'" in answer["message"]
     status, answer = signed_post(em.url, body, target, sign=False)
-    assert (status, answer["__type"]) == (403, "MissingAuthenticationTokenException")
+    assert (status, answer["__type"]) == (400, "MissingAuthenticationTokenException")
     status, answer = signed_post(em.url, body, target, service="license-manager")
     assert (status, answer["__type"]) == (400, "InvalidParameterValueException")
     assert "Message" in answer  # the shape's member name

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import sys
 import threading
 import time
 import urllib.parse
@@ -33,7 +32,7 @@ from entrypoint.emulator import EMULATOR_ACCESS_KEY_ID, Emulator
 from entrypoint.emulator.faults import Fault
 
 from .conftest import PRODUCT
-from .support import CONSOLE_SCRIPT, base_env, run_cli
+from .support import base_env, run_cli, run_cli_peak_rss
 
 # Long enough for a few retries, short enough for CI. The margin covers the interpreter's start
 # (about 0.3 s, several seconds on a loaded machine) and the last attempt's own timeout slack;
@@ -311,18 +310,6 @@ def test_answer_just_under_the_cap_is_read_and_verified(
     assert report.exists()
 
 
-# Forks the command from a small interpreter, so that the child's peak RSS (wait4's ru_maxrss,
-# which also counts the parent's pages shared before exec) is not pytest's own size.
-_PEAK_RSS = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))
-"""
-
-
 def test_a_flood_is_not_read_into_memory(
     emulator: Emulator, keys_dir: Path, tmp_path: Path
 ) -> None:
@@ -333,16 +320,10 @@ def test_a_flood_is_not_read_into_memory(
     emulator.faults.inject(PRODUCT, Fault.HUGE_CHUNKED_BODY, value=1024**3)
     report = tmp_path / "started"
     env = base_env(emulator, MARKETPLACE_READ_TIMEOUT=READ_TIMEOUT)
-    run = run_cli(
-        ["--keys-dir", str(keys_dir), "--", "touch", str(report)],
-        env,
-        program=[sys.executable, "-c", _PEAK_RSS, str(CONSOLE_SCRIPT)],
-    )
-    peak_kib, code = (int(field) for field in run.stdout.split())
-    assert code == ExitCode.BAD_SIGNATURE, run.stderr
+    run, peak_mib = run_cli_peak_rss(["--keys-dir", str(keys_dir), "--", "touch", str(report)], env)
+    assert run.returncode == ExitCode.BAD_SIGNATURE, run.stderr
     assert f"is over the {MAX_ANSWER_BYTES}-byte cap" in run.stderr
     assert not report.exists()
-    peak_mib = peak_kib / 1024  # ru_maxrss is in kilobytes on Linux
     assert 20 < peak_mib < 256, f"peak RSS {peak_mib:.0f} MiB: the flood was read into memory"
 
 

@@ -12,8 +12,6 @@ by its status, and a genuine answer verifies whatever 2xx it came with. Never a 
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +23,7 @@ from entrypoint.emulator.faults import Fault
 from entrypoint.environment import check_aws_environment, check_header_value, check_url
 
 from .conftest import PRODUCT
-from .support import Run, base_env, run_cli
+from .support import Listener, Run, base_env, run_cli
 
 NO_KEYS = {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None}
 
@@ -45,32 +43,9 @@ def assert_refused(run: Run, report: Path, code: ExitCode, *fragments: str) -> N
         assert fragment in run.last_line, run.last_line
 
 
-class _Listener:
-    """A TCP port that records whether anything connected to it (a would-be attacker's host)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.connections = 0
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            conn.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
-def listener() -> Iterator[_Listener]:
-    attacker = _Listener()
+def listener() -> Iterator[Listener]:
+    attacker = Listener()
     yield attacker
     attacker.close()
 
@@ -83,7 +58,7 @@ def listener() -> Iterator[_Listener]:
     ["@192.0.2.10/creds", "@attacker.example/creds", "@127.0.0.1:{port}/creds", "//127.0.0.1/x"],
 )
 def test_relative_credentials_uri_naming_another_host_is_refused(
-    emulator: Emulator, keys_dir: Path, tmp_path: Path, listener: _Listener, relative: str
+    emulator: Emulator, keys_dir: Path, tmp_path: Path, listener: Listener, relative: str
 ) -> None:
     """botocore appends the relative URI to http://169.254.170.2: ``@host/...`` makes that the
     user part and sends the request (and AWS_CONTAINER_AUTHORIZATION_TOKEN) to ``host``."""

@@ -44,7 +44,7 @@ CASES: list[tuple[str, int, type[Exception], ExitCode | None]] = [
     ("AccessDeniedException", 400, ConfigurationError, ExitCode.CONFIGURATION),
     ("UnrecognizedClientException", 400, ConfigurationError, ExitCode.CONFIGURATION),
     ("ExpiredTokenException", 400, ConfigurationError, ExitCode.CONFIGURATION),
-    ("InvalidSignatureException", 403, ConfigurationError, ExitCode.CONFIGURATION),
+    ("InvalidSignatureException", 400, ConfigurationError, ExitCode.CONFIGURATION),
     ("SomethingNew", 400, ServiceError, ExitCode.SERVICE_ERROR),
     ("", 404, ServiceError, ExitCode.SERVICE_ERROR),
 ]

@@ -1,19 +1,23 @@
-"""Fault injection and rate limiting for the emulator: a hostile or failing Metering service.
+"""Fault injection and rate limiting for the emulator: a hostile or failing service.
 
 Tests make the emulator misbehave the ways a real network, a broken proxy or an attacker can, and
 then assert that the bootstrap fails closed (issue 3)::
 
     emulator.faults.inject("prod-test", Fault.FOREIGN_KEY)          # every answer, from now on
     emulator.faults.inject("prod-test", Fault.CLOSE_MID_RESPONSE, times=1)   # the next one only
+    emulator.faults.inject_endpoint(Endpoint.CONTAINER_CREDENTIALS, Fault.NEGATIVE_CHUNK)
     emulator.faults.rate_limit(rate=20, burst=5)                     # ThrottlingException above it
 
 A fault replaces a *successful* RegisterUsage answer: the product's ``throttle`` and
 ``server_errors`` countdowns still come first, so ``throttle=2`` plus a fault is "the fault after
 two retries". The same plans, keyed by ``ProductSKU``, replace a successful License Manager
 CheckoutLicense answer (a contract product's start), except the faults that re-sign a token,
-which only a RegisterUsage answer has. The rate limiter is a token bucket in front of every
-operation: a request that finds no token is answered ThrottlingException (HTTP 400), as AWS
-throttles (License Manager: RateLimitExceededException), and takes no token.
+which only a RegisterUsage answer has. On the platform's endpoints (`Endpoint`: ECS task
+metadata, container credentials, IMDS, the emulator's STS) a fault replaces whatever the endpoint
+would have answered, with the faults that do not need a signed token (a body, a flood, a broken
+transport). The rate limiter is a token bucket in front of every operation: a request that finds
+no token is answered ThrottlingException (HTTP 400), as AWS throttles (License Manager:
+RateLimitExceededException), and takes no token.
 
 Every answer, faulty or not, is recorded like any other call; a fault's record has
 ``error="fault:<name>"`` and a short description of what was sent instead of the body.
@@ -23,22 +27,20 @@ from __future__ import annotations
 
 import base64
 import enum
-import itertools
 import json
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from .protocol import CONTENT_TYPE, ApiError, Reply, RequestContext
 from .tokens import TokenSigner
+from .wire import RawReply, flood, write_raw
 
-__all__ = ["Fault", "Faults", "RawReply", "TokenBucket", "write_raw"]
+__all__ = ["Endpoint", "Fault", "Faults", "RawReply", "TokenBucket", "write_raw"]
 
 
 class Fault(enum.StrEnum):
@@ -57,6 +59,9 @@ class Fault(enum.StrEnum):
     EMPTY_BODY = "empty-body"  # 200, no body
     HUGE_BODY = "huge-body"  # 200, a valid answer padded to ``value`` bytes (default 64 MiB)
     HUGE_CHUNKED_BODY = "huge-chunked-body"  # the same, chunked, with no Content-Length
+    NEGATIVE_CHUNK = "negative-chunk"  # the same after a chunk-size line of -1, unframed
+    UNDELIMITED = "undelimited"  # the same with neither length nor chunking, to the close
+    GZIP = "gzip"  # the same gzip-compressed (Content-Encoding: gzip), to the close
     WRONG_CONTENT_TYPE = "wrong-content-type"  # text/html (a captive portal's, a proxy's page)
     # with HTTP status ``value`` (default 200)
     STATUS = "status"  # the genuine answer, with HTTP status ``value`` (default 202)
@@ -76,6 +81,9 @@ _DEFAULTS: Mapping[Fault, float | str] = {
     Fault.FUTURE_IAT: 86400.0,
     Fault.HUGE_BODY: 64 * 1024 * 1024,
     Fault.HUGE_CHUNKED_BODY: 64 * 1024 * 1024,
+    Fault.NEGATIVE_CHUNK: 64 * 1024 * 1024,
+    Fault.UNDELIMITED: 64 * 1024 * 1024,
+    Fault.GZIP: 64 * 1024 * 1024,
     Fault.STATUS: 202,
     Fault.UNKNOWN_4XX: 400,
     Fault.UNKNOWN_5XX: 503,
@@ -85,12 +93,51 @@ _DEFAULTS: Mapping[Fault, float | str] = {
     Fault.WRONG_CONTENT_TYPE: 200,
 }
 
+# The framing each flood fault sends its padded answer with (`entrypoint.emulator.wire`).
+_FLOODS: Mapping[Fault, str] = {
+    Fault.HUGE_BODY: "length",
+    Fault.HUGE_CHUNKED_BODY: "chunked",
+    Fault.NEGATIVE_CHUNK: "negative-chunk",
+    Fault.UNDELIMITED: "undelimited",
+    Fault.GZIP: "gzip",
+}
 # The operations whose successful answers a plan replaces, and the member naming the product.
 _PLANNED_BY: Mapping[str, str] = {"RegisterUsage": "ProductCode", "CheckoutLicense": "ProductSKU"}
+
+
+class Endpoint(enum.StrEnum):
+    """The platform endpoints a fault can be injected on (`entrypoint.emulator.platform`)."""
+
+    TASK_METADATA = "task-metadata"  # GET <ECS_CONTAINER_METADATA_URI_V4>[/task]
+    CONTAINER_CREDENTIALS = "container-credentials"  # GET /ecs/credentials/<id>
+    IMDS_TOKEN = "imds-token"  # PUT /latest/api/token  # noqa: S105 - an endpoint's name
+    IMDS_CREDENTIALS = "imds-credentials"  # GET /latest/meta-data/iam/security-credentials/...
+    IMDS_METADATA = "imds-metadata"  # GET /latest/meta-data/placement/...
+    STS = "sts"  # POST /sts/ AssumeRoleWithWebIdentity
+
 
 _CAPTIVE_PORTAL = (
     b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head>"
     b"<body><h1>Welcome</h1><p>Accept the terms to continue.</p></body></html>"
+)
+
+
+# Faults that need no signed token, so a platform endpoint can answer with them.
+ENDPOINT_FAULTS = frozenset(
+    {
+        Fault.MALFORMED_JSON,
+        Fault.BODY,
+        Fault.EMPTY_BODY,
+        *_FLOODS,
+        Fault.WRONG_CONTENT_TYPE,
+        Fault.UNKNOWN_4XX,
+        Fault.UNKNOWN_5XX,
+        Fault.CLOSE_MID_RESPONSE,
+        Fault.RESET,
+        Fault.SLOW,
+        Fault.TRICKLE,
+        Fault.TRICKLE_HEADERS,
+    }
 )
 
 
@@ -99,26 +146,7 @@ class _Plan:
     fault: Fault
     value: float | str
     times: int | None  # None: every answer
-
-
-@dataclass(frozen=True, slots=True)
-class RawReply:
-    """An answer written byte by byte by `write_raw`, bypassing the JSON protocol."""
-
-    fault: Fault
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-    chunked: bool = False
-    stop_after: int | None = None  # close the connection after this many body bytes
-    reset: bool = False  # close at once, without a status line
-    delay: float = 0.0  # wait this long before the status line
-    byte_delay: float = 0.0  # wait this long before each body byte
-    header_byte_delay: float = 0.0  # ... and before each byte of the status line and headers
-
-    def describe(self) -> dict[str, Any]:
-        """What the call record keeps instead of the body."""
-        return {"fault": str(self.fault), "bytes": len(self.body)}
+    after: int = 0  # answer this many requests as usual first
 
 
 class TokenBucket:
@@ -153,6 +181,7 @@ class Faults:
     """The emulator's fault plans (per product code) and rate limiter. Thread-safe."""
 
     _plans: dict[str, list[_Plan]] = field(default_factory=dict)
+    _endpoint_plans: dict[str, list[_Plan]] = field(default_factory=dict)
     _bucket: TokenBucket | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -173,10 +202,31 @@ class Faults:
         with self._lock:
             self._plans.setdefault(product_code, []).append(plan)
 
+    def inject_endpoint(
+        self,
+        endpoint: Endpoint | str,
+        fault: Fault | str,
+        *,
+        times: int | None = None,
+        value: float | str | None = None,
+        after: int = 0,
+    ) -> None:
+        """Answer ``times`` requests (None: all) to a platform ``endpoint`` with ``fault``, after
+        answering ``after`` as usual: one of `ENDPOINT_FAULTS` (a signed-token fault has no
+        meaning there)."""
+        kind, where = Fault(fault), Endpoint(endpoint)
+        if kind not in ENDPOINT_FAULTS:
+            raise ValueError(f"{kind} is a RegisterUsage fault, not one for {where}")
+        plan = _Plan(kind, _DEFAULTS.get(kind, 0.0) if value is None else value, times, after)
+        with self._lock:
+            self._endpoint_plans.setdefault(str(where), []).append(plan)
+
     def clear(self, product_code: str | None = None) -> None:
+        """Forget the plans for ``product_code`` (None: every plan, the endpoints' too)."""
         with self._lock:
             if product_code is None:
                 self._plans.clear()
+                self._endpoint_plans.clear()
             else:
                 self._plans.pop(product_code, None)
 
@@ -200,7 +250,7 @@ class Faults:
         if key is None or reply.status != 200:
             return reply
         code = request.get(key)
-        plan = self._take(code) if isinstance(code, str) else None
+        plan = self._take(self._plans, code) if isinstance(code, str) else None
         if plan is None:
             return reply
         if ctx.operation != "RegisterUsage":  # no token to re-sign: the transport faults only
@@ -211,20 +261,30 @@ class Faults:
                 return RawReply(
                     plan.fault,
                     status=int(float(plan.value)),
-                    headers=_json_headers(body),
+                    headers=_headers(body),
                     body=body,
                 )
             return _raw(plan.fault, plan.value, body)
         return _apply(plan, request, reply, signer)
 
-    def _take(self, product_code: str) -> _Plan | None:
+    def answer_endpoint(self, endpoint: str, body: bytes, content_type: str) -> RawReply | None:
+        """Before a platform endpoint answers ``body``: the answer to send instead, if any."""
+        plan = self._take(self._endpoint_plans, endpoint)
+        if plan is None:
+            return None
+        return _raw(plan.fault, plan.value, body, content_type)
+
+    def _take(self, table: dict[str, list[_Plan]], key: str) -> _Plan | None:
         with self._lock:
-            plans = self._plans.get(product_code, [])
+            plans = table.get(key, [])
             while plans and plans[0].times == 0:
                 plans.pop(0)
             if not plans:
                 return None
             plan = plans[0]
+            if plan.after > 0:  # this request is answered as usual
+                plan.after -= 1
+                return None
             if plan.times is not None:
                 plan.times -= 1
             return plan
@@ -242,7 +302,7 @@ def _claims(token: str) -> dict[str, Any]:
     return decoded
 
 
-def _json_headers(body: bytes, content_type: str = CONTENT_TYPE) -> tuple[tuple[str, str], ...]:
+def _headers(body: bytes, content_type: str = CONTENT_TYPE) -> tuple[tuple[str, str], ...]:
     return (
         ("Content-Type", content_type),
         ("Content-Length", str(len(body))),
@@ -273,161 +333,54 @@ def _apply(plan: _Plan, request: Mapping[str, Any], reply: Reply, signer: TokenS
         changed = {**claims, **_RESIGNED[fault](claims, value)}
         signature = signer.sign(changed, key_name, int(request["PublicKeyVersion"]))
         body = json.dumps({**reply.body, "Signature": signature}).encode()
-        return RawReply(fault, headers=_json_headers(body), body=body)  # recorded as the fault
+        return RawReply(fault, headers=_headers(body), body=body)  # recorded as the fault
     body = json.dumps(reply.body).encode()
     if fault is Fault.STATUS:  # the genuine answer, under another success status
-        return RawReply(fault, status=int(float(value)), headers=_json_headers(body), body=body)
+        return RawReply(fault, status=int(float(value)), headers=_headers(body), body=body)
     return _raw(fault, value, body)
 
 
-def _raw(fault: Fault, value: float | str, body: bytes) -> RawReply:
-    """The bytes a non-protocol fault sends, given the answer's real JSON ``body``."""
+def _raw(
+    fault: Fault, value: float | str, body: bytes, content_type: str = CONTENT_TYPE
+) -> RawReply:
+    """The bytes a non-protocol fault sends, given the answer's real ``body``."""
     if fault is Fault.MALFORMED_JSON:
         broken = body[: len(body) // 2]
-        return RawReply(fault, headers=_json_headers(broken), body=broken)
+        return RawReply(fault, headers=_headers(broken, content_type), body=broken)
     if fault is Fault.BODY:
         text, status = str(value), 200
         if text.startswith("HTTP "):
             status, text = int(text[5:8]), text[9:]
         given = text.encode()
-        return RawReply(fault, status=status, headers=_json_headers(given), body=given)
+        return RawReply(fault, status=status, headers=_headers(given, content_type), body=given)
     if fault is Fault.EMPTY_BODY:
-        return RawReply(fault, headers=_json_headers(b""))
-    if fault in (Fault.HUGE_BODY, Fault.HUGE_CHUNKED_BODY):
-        return _padded(fault, int(float(value)), body)
+        return RawReply(fault, headers=_headers(b"", content_type))
+    if fault in _FLOODS:
+        extra = (("x-amzn-RequestId", str(uuid.uuid4())),)
+        size = int(float(value))
+        return flood(fault, body, content_type, size=size, framing=_FLOODS[fault], headers=extra)
     if fault is Fault.WRONG_CONTENT_TYPE:
         page = _CAPTIVE_PORTAL
         status = int(float(value))
-        return RawReply(fault, status=status, headers=_json_headers(page, "text/html"), body=page)
+        return RawReply(fault, status=status, headers=_headers(page, "text/html"), body=page)
     if fault in (Fault.UNKNOWN_4XX, Fault.UNKNOWN_5XX):
         status = int(float(value))
         error = "UnknownFutureException" if status < 500 else "UnknownOutageException"
         payload = json.dumps({"__type": error, "message": "Something this client never saw"})
-        headers = (*_json_headers(payload.encode()), ("x-amzn-ErrorType", error))
+        headers = (*_headers(payload.encode()), ("x-amzn-ErrorType", error))
         return RawReply(fault, status=status, headers=headers, body=payload.encode())
+    headers = _headers(body, content_type)
     if fault is Fault.CLOSE_MID_RESPONSE:
-        return RawReply(fault, headers=_json_headers(body), body=body, stop_after=len(body) // 2)
+        return RawReply(fault, headers=headers, body=body, stop_after=len(body) // 2)
     if fault is Fault.RESET:
         return RawReply(fault, reset=True)
     if fault is Fault.SLOW:
-        return RawReply(fault, headers=_json_headers(body), body=body, delay=float(value))
+        return RawReply(fault, headers=headers, body=body, delay=float(value))
     if fault is Fault.TRICKLE:
-        return RawReply(fault, headers=_json_headers(body), body=body, byte_delay=float(value))
+        return RawReply(fault, headers=headers, body=body, byte_delay=float(value))
     if fault is Fault.TRICKLE_HEADERS:
         delay = float(value)
         return RawReply(
-            fault, headers=_json_headers(body), body=body, byte_delay=delay, header_byte_delay=delay
+            fault, headers=headers, body=body, byte_delay=delay, header_byte_delay=delay
         )
     raise AssertionError(f"unhandled fault {fault}")  # pragma: no cover - every member above
-
-
-def _padded(fault: Fault, size: int, body: bytes) -> _Padded:
-    """A valid answer padded to ``size`` bytes: without a cap, a client reads it all, then
-    verifies it (and a container with less memory than ``size`` is killed)."""
-    pad = b" " * 65536
-    head, tail = body[:-1] + b', "Padding": "', b'"}'
-    repeat, rest = divmod(max(0, size - len(head) - len(tail)), len(pad))
-    tail = b" " * rest + tail
-    chunked = fault is Fault.HUGE_CHUNKED_BODY
-    headers = [("Content-Type", CONTENT_TYPE), ("x-amzn-RequestId", str(uuid.uuid4()))]
-    if not chunked:
-        headers.append(("Content-Length", str(len(head) + len(pad) * repeat + len(tail))))
-    return _Padded(
-        fault,
-        headers=tuple(headers),
-        body=pad,
-        repeat=repeat,
-        chunked=chunked,
-        head=head,
-        tail=tail,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class _Padded(RawReply):
-    """A huge body sent as ``head``, then ``body`` ``repeat`` times, then ``tail``: 64 MiB on
-    the wire from 64 KiB in memory."""
-
-    head: bytes = b""
-    tail: bytes = b""
-    repeat: int = 1
-
-    def describe(self) -> dict[str, Any]:
-        return {"fault": str(self.fault), "bytes": len(self.head) + len(self.body) * self.repeat}
-
-
-def write_raw(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
-    """Send ``raw`` on the handler's connection, then close it. A client that hangs up early
-    (it timed out, or refused a flood) is expected: nothing is raised."""
-    handler.close_connection = True
-    try:
-        if raw.delay:
-            time.sleep(raw.delay)
-        if raw.reset:
-            # SO_LINGER 0: close sends RST, the way a crashed load balancer drops a connection.
-            handler.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-            )
-            handler.connection.close()
-            return
-        if raw.header_byte_delay:
-            _trickle_head(handler, raw)
-        else:
-            handler.send_response(raw.status)
-            for name, value in raw.headers:
-                handler.send_header(name, value)
-            if raw.chunked:
-                handler.send_header("Transfer-Encoding", "chunked")
-            # Said, so that a client does not reuse the connection this reply closes.
-            handler.send_header("Connection", "close")
-            handler.end_headers()
-        _write_body(handler, raw)
-        handler.wfile.flush()
-    except OSError:
-        return  # the client is gone
-
-
-def _trickle_head(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
-    """The status line and headers, one byte at a time: each byte resets a per-read timeout."""
-    lines = [
-        f"HTTP/1.1 {raw.status} OK",
-        *(f"{name}: {value}" for name, value in raw.headers),
-        "Connection: close",
-    ]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    for index in range(len(head)):
-        handler.wfile.write(head[index : index + 1])
-        handler.wfile.flush()
-        time.sleep(raw.header_byte_delay)
-
-
-def _write_body(handler: BaseHTTPRequestHandler, raw: RawReply) -> None:
-    out = handler.wfile
-    if isinstance(raw, _Padded):
-        for piece in itertools.chain(
-            [raw.head], itertools.repeat(raw.body, raw.repeat), [raw.tail]
-        ):
-            _send(out, piece, chunked=raw.chunked)
-    elif raw.stop_after is not None:
-        out.write(raw.body[: raw.stop_after])
-        out.flush()
-        handler.connection.shutdown(socket.SHUT_RDWR)
-        return
-    elif raw.byte_delay:
-        for index in range(len(raw.body)):
-            out.write(raw.body[index : index + 1])
-            out.flush()
-            time.sleep(raw.byte_delay)
-    else:
-        _send(out, raw.body, chunked=raw.chunked)
-    if raw.chunked:
-        out.write(b"0\r\n\r\n")
-
-
-def _send(out: Any, data: bytes, *, chunked: bool) -> None:  # noqa: ANN401 - a socket file
-    if not data:
-        return
-    if chunked:
-        out.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-    else:
-        out.write(data)

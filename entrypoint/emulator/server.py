@@ -14,8 +14,8 @@ entrypoint verifies its answers exactly as it verifies AWS's. It checks SigV4 on
 request against the credentials it knows (`EMULATOR_ACCESS_KEY_ID` / `EMULATOR_SECRET_ACCESS_KEY`,
 whatever its platform endpoints issued, and what resolvers added with
 `Emulator.add_credential_resolver` return), and it serves the platform endpoints a task reads
-(ECS task metadata, container credentials, IMDSv2: see `entrypoint.emulator.platform`). Use it as
-a context manager::
+(ECS task metadata, container credentials, IMDSv2, and STS AssumeRoleWithWebIdentity: see
+`entrypoint.emulator.platform`). Use it as a context manager::
 
     with Emulator(products={"prod-abc": ProductBehavior()}) as emulator:
         emulator.write_keys(tmp / "keys")
@@ -126,15 +126,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def _platform(self, method: str) -> bool:
-        """Answer a platform endpoint request; False if the path is not one."""
+    def _platform(self, method: str, body: bytes = b"") -> bool:
+        """Answer a platform endpoint request (or the fault planned for it); False if the path
+        is not one."""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        answer = self.server.platform.handle(method, self.path, headers)
+        answer = self.server.platform.handle(method, self.path, headers, body)
         if answer is None:
             return False
         payload = answer.body.encode("utf-8")
+        operation = f"{method} {self.path.split('?', 1)[0]}"
+        raw = self.server.faults.answer_endpoint(answer.endpoint, payload, answer.content_type)
+        if raw is not None:
+            self.server.state.record(
+                operation=operation,
+                status=0 if raw.reset else raw.status,
+                error=f"fault:{raw.fault}",
+                region=None,
+                access_key_id=None,
+                request={},
+                response=raw.describe(),
+            )
+            write_raw(self, raw)
+            return True
         self.server.state.record(
-            operation=f"{method} {self.path.split('?', 1)[0]}",
+            operation=operation,
             status=answer.status,
             error=None if answer.status == 200 else str(answer.status),
             region=None,
@@ -163,6 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path.startswith(ADMIN_PREFIX):
             self._send_json(*admin_route(self.server.state, "POST", self.path))
+            return
+        if self.path.split("?", 1)[0].rstrip("/") == "/sts":
+            try:
+                raw = self._read_raw()
+            except ApiError as exc:
+                self._send_json(exc.status, exc.body(), exc.code)
+                return
+            self._platform("POST", raw)
             return
         state = self.server.state
         target = self.headers.get("X-Amz-Target", "")
@@ -252,9 +275,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not emulator.verify_signatures:
             if ctx.access_key_id is None:
                 raise ApiError(
-                    "MissingAuthenticationTokenException",
-                    "Missing Authentication Token",
-                    status=403,
+                    "MissingAuthenticationTokenException", "Missing Authentication Token"
                 )
             return
         principal, _ = verify_request(
@@ -424,6 +445,11 @@ class Emulator(ServiceControl, LicenseControl):
     def imds_endpoint(self) -> str:
         """The value of ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` for the emulated instance."""
         return f"{self.url}/"
+
+    @property
+    def sts_endpoint(self) -> str:
+        """The value of ``AWS_ENDPOINT_URL_STS`` for the emulator's AssumeRoleWithWebIdentity."""
+        return f"{self.url}/sts"
 
     # -- credentials -------------------------------------------------------------------------
     def add_principal(self, principal: Principal) -> None:

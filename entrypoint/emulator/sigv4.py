@@ -3,14 +3,17 @@
 The emulator knows the credentials it issued (its default test pair, container credentials, IMDS
 role credentials) and can be given resolvers for credentials issued elsewhere (a local STS such as
 moto's, for IRSA tests). A request passes only if its signature, recomputed over the headers it
-says it signed, matches in constant time; otherwise it gets the error AWS gives for that fault:
+says it signed, matches in constant time; otherwise it gets the error AWS gives for that fault,
+with HTTP 400 as AWS's JSON front end answers them (aws/aws-sdk-go#1033 shows the live Metering
+endpoint answering InvalidSignatureException with "status code: 400"; DynamoDB's, the same front
+end, answers MissingAuthenticationTokenException and UnrecognizedClientException with 400 too):
 
-* no Authorization header: 403 MissingAuthenticationTokenException ("Missing Authentication Token")
-* an Authorization header that is not SigV4: 400 IncompleteSignatureException
-* an unknown access key or a wrong/missing session token: 403 UnrecognizedClientException
+* no Authorization header: MissingAuthenticationTokenException ("Missing Authentication Token")
+* an Authorization header that is not SigV4: IncompleteSignatureException
+* an unknown access key or a wrong/missing session token: UnrecognizedClientException
   ("The security token included in the request is invalid.")
 * a scope for another service, a date more than 5 minutes off, or a signature that does not
-  match: 403 InvalidSignatureException
+  match: InvalidSignatureException
 """
 
 from __future__ import annotations
@@ -116,9 +119,7 @@ def verify_request(
 
     header = request.headers.get("authorization")
     if not header:
-        raise ApiError(
-            "MissingAuthenticationTokenException", "Missing Authentication Token", status=403
-        )
+        raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
     match = _AUTH.fullmatch(header.strip())
     if match is None:
         raise ApiError(
@@ -130,7 +131,6 @@ def verify_request(
         raise ApiError(
             "InvalidSignatureException",
             f"Credential should be scoped to correct service: '{signing_name}'.",
-            status=403,
         )
     amz_date = request.headers.get("x-amz-date", "")
     signed_at = _parse_amz_date(amz_date)
@@ -138,7 +138,6 @@ def verify_request(
         raise ApiError(
             "InvalidSignatureException",
             "Date in Credential scope does not match YYYYMMDD from X-Amz-Date",
-            status=403,
         )
     current = now or datetime.now(UTC)
     if abs(current - signed_at) > MAX_CLOCK_SKEW:
@@ -146,24 +145,21 @@ def verify_request(
             "InvalidSignatureException",
             f"Signature expired: {amz_date} is now earlier than "
             f"{(current - MAX_CLOCK_SKEW).strftime('%Y%m%dT%H%M%SZ')}",
-            status=403,
         )
     principal = resolve(match.group("akid"))
     if principal is None:
-        raise ApiError("UnrecognizedClientException", _INVALID_TOKEN, status=403)
+        raise ApiError("UnrecognizedClientException", _INVALID_TOKEN)
     token = request.headers.get("x-amz-security-token")
     if principal.session_token is not None and not hmac.compare_digest(
         (token or "").encode(), principal.session_token.encode()
     ):
-        raise ApiError("UnrecognizedClientException", _INVALID_TOKEN, status=403)
+        raise ApiError("UnrecognizedClientException", _INVALID_TOKEN)
 
     signed_names = match.group("signed").split(";")
     missing = [name for name in signed_names if name not in request.headers and name != "host"]
     if missing:
         raise ApiError(
-            "InvalidSignatureException",
-            f"Signed header {missing[0]!r} is not in the request",
-            status=403,
+            "InvalidSignatureException", f"Signed header {missing[0]!r} is not in the request"
         )
     headers = {name: request.headers.get(name, request.host) for name in signed_names}
     rebuilt = AWSRequest(
@@ -187,6 +183,5 @@ def verify_request(
             "The request signature we calculated does not match the signature you provided. "
             "Check your AWS Secret Access Key and signing method. Consult the service "
             "documentation for details.",
-            status=403,
         )
     return principal, region

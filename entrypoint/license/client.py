@@ -15,12 +15,14 @@ environment may choose where the call goes or whom TLS trusts:
 
 Everything else is botocore's, as for Metering (`entrypoint.metering`): the credential chain,
 SigV4, endpoint rules, the wire protocol, retries off (they are `entrypoint.retry`'s), and the
-bound on every answer (`entrypoint.capped.CappedSend`, here at `MAX_LICENSE_ANSWER_BYTES`).
+bound on every answer and credential fetch (`entrypoint.awssession.AwsSession`, here at
+`MAX_LICENSE_ANSWER_BYTES`).
 What each answer means is `entrypoint.license.answers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -30,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from entrypoint._version import __version__
 from entrypoint.answers import Transient
+from entrypoint.awssession import AwsSession, bounded_sender
 from entrypoint.capped import CappedSend, OversizedAnswer
 from entrypoint.credentials import CredentialSource
-from entrypoint.environment import check_aws_environment
 from entrypoint.errors import (
     ConfigurationError,
     EntrypointError,
@@ -42,7 +44,7 @@ from entrypoint.errors import (
 )
 from entrypoint.logs import event
 from entrypoint.metering import StaticCredentials
-from entrypoint.sdk import classify_botocore, raised_in, resolve_credentials
+from entrypoint.sdk import classify_botocore, raised_in
 
 from .answers import (
     LICENSE_ROLE_REMEDY,
@@ -127,6 +129,7 @@ class BotocoreLicenseClient:
         self.ca_bundle = ca_bundle
         self._credentials = credentials
         self._session = session
+        self._aws: AwsSession | None = None
         self._clients: dict[tuple[float, float], tuple[Any, CappedSend]] = {}
         self._lock = threading.Lock()
         self.credential_source: CredentialSource | None = None
@@ -139,6 +142,10 @@ class BotocoreLicenseClient:
             connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
         key = (round(connect, 2), round(read, 2))
         with self._lock:
+            if self._aws is not None and self._aws.spent:
+                # Fetching credentials failed: the next attempt starts from a new session.
+                self._aws = None
+                self._clients.clear()
             client = self._clients.get(key)
             if client is None:
                 client = self._create(*key)
@@ -165,13 +172,18 @@ class BotocoreLicenseClient:
         return kwargs
 
     def _create(self, connect: float, read: float) -> tuple[Any, CappedSend]:
-        import botocore.session
         from botocore.exceptions import BotoCoreError
         from botocore.httpsession import get_cert_path
 
-        check_aws_environment(os.environ)
-        if self._session is None:
-            self._session = botocore.session.get_session()
+        if self._aws is None:
+            # Checks the environment and the files it names, and bounds every answer of every
+            # client and credential fetcher (entrypoint.awssession), as for Metering.
+            self._aws = AwsSession(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                session=self._session,
+            )
+        session = self._aws.botocore
         pinned = not self.allow_overrides
         kwargs = self._kwargs(connect, read, pinned=pinned)
         if self.endpoint_url is not None:
@@ -182,12 +194,15 @@ class BotocoreLicenseClient:
             # The image's bundle (certifi's or botocore's own), never the environment's.
             kwargs["verify"] = get_cert_path(verify=True)
             if not self._clients:
-                self._warn_ignored_ca(self._session)
+                self._warn_ignored_ca(session)
         self.verify = kwargs.get("verify")
         try:
-            client: Any = self._session.create_client(SERVICE, **kwargs)
+            # Its answers go through the session's CappedSend, at License Manager's own cap.
+            client: Any = self._aws.create_client(
+                SERVICE, max_bytes=MAX_LICENSE_ANSWER_BYTES, **kwargs
+            )
             if pinned and self.endpoint_url is None and not self._clients:
-                self._refuse_configured_endpoint(self._session, str(client.meta.endpoint_url))
+                self._refuse_configured_endpoint(session, str(client.meta.endpoint_url))
         except BotoCoreError as exc:
             raise self._classify_sdk(exc) from None
         except ValueError as exc:  # botocore refuses malformed endpoint URLs with ValueError
@@ -196,19 +211,8 @@ class BotocoreLicenseClient:
                 remedy="check AWS_ENDPOINT_URL_LICENSE_MANAGER and the AWS config file",
             ) from None
         if self._credentials is None:
-            self.credential_source = resolve_credentials(
-                self._session, role_remedy=LICENSE_ROLE_REMEDY, known=self.credential_source
-            )
-        sender = CappedSend(
-            # botocore exposes its HTTP session only as a private attribute (as in metering.py).
-            client._endpoint.http_session,
-            connect_timeout=connect,
-            read_timeout=read,
-            max_bytes=MAX_LICENSE_ANSWER_BYTES,
-        )
-        hyphenized = client.meta.service_model.service_id.hyphenize()
-        client.meta.events.register(f"before-send.{hyphenized}", sender)
-        return client, sender
+            self.credential_source = self._aws.resolve_credentials(LICENSE_ROLE_REMEDY)
+        return client, bounded_sender(client)
 
     def _refuse_configured_endpoint(self, session: Session, pinned_url: str) -> None:
         """Refuse, before any call, an endpoint the environment or config file configures."""
@@ -257,8 +261,16 @@ class BotocoreLicenseClient:
         from botocore.parsers import ResponseParserError
 
         client, sender = self._client(timeout)
+        refreshes = (
+            self._aws.refreshes_classified()
+            if self._aws is not None and self._credentials is None
+            else contextlib.nullcontext()
+        )
         try:
-            return call(client)
+            with refreshes:  # credentials botocore refreshes while it signs: their failures
+                return call(client)
+        except (Transient, EntrypointError):
+            raise
         except ClientError as exc:
             error = exc.response.get("Error", {})
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -286,8 +298,6 @@ class BotocoreLicenseClient:
             raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:
             raise self._classify_sdk(exc) from None
-        except EntrypointError:
-            raise
         except Exception as exc:  # noqa: BLE001 - fail closed on anything the SDK did not classify
             if isinstance(exc, ResponseParserError) or raised_in(exc, "botocore.parsers"):
                 last = sender.last_status()
