@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["end_process", "flush_output", "isolate", "original_environ"]
 
 _PROC_ENVIRON = "/proc/self/environ"
+# ExitCode.CONFIGURATION (entrypoint.errors), as a number: this module imports only os and sys.
+_CONFIGURATION = 78
 
 
 def original_environ(
@@ -61,7 +63,18 @@ def isolate() -> None:
     # -m module) and the arguments.
     command = [sys.executable, "-I", *sys.orig_argv[1:]]
     flush_output()
-    os.execve(sys.executable, command, environ)  # noqa: S606 - the same program, isolated
+    try:
+        os.execve(sys.executable, command, environ)  # noqa: S606 - the same program, isolated
+    except OSError as error:
+        # Fail closed: never go on without isolation. Seen when the interpreter is reachable
+        # only through the caller's privileges (a Python under /root run by another UID).
+        sys.stderr.write(
+            "marketplace-entrypoint: error: configuration error: cannot restart the interpreter "
+            f"in isolated mode (python -I): {error.strerror or error}: {sys.executable}; the "
+            "workload was not started. Start it as `python3 -I -m entrypoint` (the image's "
+            "launcher does) from a Python installation this user can execute\n"
+        )
+        end_process(_CONFIGURATION)
 
 
 def flush_output() -> None:

@@ -10,6 +10,7 @@ every variable as it was given. The terminal here is a real pseudo-terminal.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -121,3 +122,24 @@ def test_the_bootstrap_runs_isolated(emulator: Emulator, keys_dir: Path) -> None
     finally:
         process.wait(timeout=30)
     assert process.returncode == 0
+
+
+def test_an_interpreter_that_cannot_be_restarted_isolated_is_refused_with_78() -> None:
+    """Never go on without isolation: when the re-exec under ``-I`` fails (here the interpreter's
+    path is gone; in CI, a Python under /root run by another UID), the run ends with 78 and a
+    one-line diagnosis, not a traceback, and nothing is started."""
+    probe = (
+        "import sys; sys.executable = '/nonexistent/python3'; sys.argv = "
+        "['marketplace-entrypoint', '--', 'true']; from entrypoint.console import main; main()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == ExitCode.CONFIGURATION, run.stderr
+    diagnosis = (
+        "marketplace-entrypoint: error: configuration error: cannot restart the interpreter in "
+        "isolated mode (python -I): No such file or directory: /nonexistent/python3; the "
+        "workload was not started. Start it as `python3 -I -m entrypoint` (the image's launcher "
+        "does) from a Python installation this user can execute"
+    )
+    assert run.stderr.splitlines() == [diagnosis]

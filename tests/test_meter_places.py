@@ -319,7 +319,13 @@ def public_dir() -> Iterator[Path]:
 
 @pytest.mark.skipif(not ROOT or not shutil.which("setpriv"), reason="needs root and setpriv")
 def test_an_unwritable_directory_fails_at_start_with_78(public_dir: Path) -> None:
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(CONSOLE_SCRIPT)]
+    # Isolated from the start (as the image's launcher starts it): the re-exec under -I of a
+    # plain console script needs an interpreter nobody can execute itself, and this machine's
+    # Python may live under /root (test_hostile_interpreter covers that refusal).
+    as_nobody = [
+        *("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
+        *(sys.executable, "-I", str(CONSOLE_SCRIPT)),
+    ]
     run = run_cli(
         ["meter", "add", "--dimension", "users", "--quantity", "1"],
         env(public_dir / "usage.db"),
