@@ -70,6 +70,17 @@ def table(results: dict[str, Any]) -> str:
                 ratios["wall"] <= 0.85,
             )
         )
+        verified = figures["bare_verified"]["wall_ms"]
+        rows.append(
+            _row(
+                "start-up wall time vs bare botocore + pyjwt verify (median, IQR)",
+                f"{wall['median']:.0f} ms",
+                f"{verified['median']:.0f} ms ({verified['p25']:.0f}-{verified['p75']:.0f})",
+                ratios["wall_verified_floor"],
+                f"(context; {ratios['verified_floor_over_floor']:.2f}x bare botocore)",
+                None,
+            )
+        )
         rows.append(
             _row(
                 "start-up peak RSS vs bare botocore / AWS sample",
