@@ -28,13 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._version import __version__
 from .answers import ROLE_REMEDY, Transient
 from .capped import BoundedSession, CappedSend
-from .credentials import CredentialSource
+from .credentials import CredentialSource, StaticCredentials
 from .envfiles import check_named_files
 from .environment import check_aws_environment
 from .errors import EntrypointError
@@ -43,8 +44,10 @@ from .sdk import classify_credential_failure, raised_in, resolve_credentials
 if TYPE_CHECKING:
     from botocore.session import Session
 
-__all__ = ["AwsSession", "bounded_sender"]
+__all__ = ["AwsSession", "ClientCache", "attempt_timeouts", "bounded_sender", "client_options"]
 
+# The smallest timeout an attempt gets near the deadline.
+_MIN_ATTEMPT_SECONDS = 0.05
 # Protocols whose answers botocore parses as XML (query: STS; rest-xml; ec2).
 _XML_PROTOCOLS = frozenset({"query", "rest-xml", "ec2"})
 _HOOK_ID = "marketplace-entrypoint-bounded-client"
@@ -101,7 +104,6 @@ class AwsSession:
         session: Session | None = None,
     ) -> None:
         import botocore.session
-        from botocore.config import Config
 
         self.environ = os.environ if environ is None else environ
         self.connect_timeout = connect_timeout
@@ -113,12 +115,7 @@ class AwsSession:
         self.botocore: Session = session if session is not None else botocore.session.get_session()
         if self._owned:
             self.botocore.set_default_client_config(
-                Config(
-                    connect_timeout=connect_timeout,
-                    read_timeout=read_timeout,
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    user_agent_extra=f"marketplace-entrypoint/{__version__}",
-                )
+                _one_attempt_config(connect_timeout=connect_timeout, read_timeout=read_timeout)
             )
         self.botocore.register("creating-client-class", _add_bounded_base, unique_id=_HOOK_ID)
         self.container_fetch: BoundedSession | None = None
@@ -209,3 +206,109 @@ class AwsSession:
             self.spent = True
             raise
         return self.credential_source
+
+
+def _one_attempt_config(**options: Any) -> Any:  # noqa: ANN401 - a botocore Config
+    """botocore's ``Config`` for the bootstrap: one attempt per call (retries and the deadline
+    are `entrypoint.retry`'s), the project's user agent, and ``options``."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        user_agent_extra=f"marketplace-entrypoint/{__version__}",
+        **options,
+    )
+
+
+def attempt_timeouts(connect: float, read: float, timeout: float | None) -> tuple[float, float]:
+    """The connect and read timeouts of one attempt: the client's, shortened near the deadline
+    (``timeout``: the seconds left, None: no limit), so that the whole bootstrap ends within its
+    deadline (plus scheduling slack), not a timeout later."""
+    if timeout is None:
+        return connect, read
+    shortest = max(timeout, _MIN_ATTEMPT_SECONDS)
+    return min(connect, shortest), min(read, shortest)
+
+
+def client_options(
+    region: str,
+    connect: float,
+    read: float,
+    credentials: StaticCredentials | None,
+    **config: Any,  # noqa: ANN401 - further botocore Config options
+) -> dict[str, Any]:
+    """``create_client``'s arguments for one of the bootstrap's clients: the Region, these
+    timeouts, one attempt per call, and ``credentials`` when explicit (None: botocore's chain)."""
+    options: dict[str, Any] = {
+        "region_name": region,
+        "config": _one_attempt_config(
+            region_name=region, connect_timeout=connect, read_timeout=read, **config
+        ),
+    }
+    if credentials is not None:
+        options["aws_access_key_id"] = credentials.access_key_id
+        options["aws_secret_access_key"] = credentials.secret_access_key
+        options["aws_session_token"] = credentials.session_token
+    return options
+
+
+class CreateClient(Protocol):
+    """Makes one client from the session, with these timeouts (``first``: the session's first
+    client): the client and its CappedSend."""
+
+    def __call__(
+        self, aws: AwsSession, connect: float, read: float, *, first: bool
+    ) -> tuple[Any, CappedSend]: ...
+
+
+class ClientCache:
+    """The clients of one service for one caller: one per (connect, read) timeout pair, all from
+    one `AwsSession`. Once that session is `AwsSession.spent` (fetching credentials failed), the
+    next `get` starts from a new session. ``explicit_credentials``: the caller passes keys of its
+    own, so botocore has nothing to refresh while it signs."""
+
+    def __init__(
+        self,
+        create: CreateClient,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        session: Session | None,
+        explicit_credentials: bool,
+    ) -> None:
+        self._create = create
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._session = session
+        self._explicit = explicit_credentials
+        self._clients: dict[tuple[float, float], tuple[Any, CappedSend]] = {}
+        self._lock = threading.Lock()
+        self.aws: AwsSession | None = None
+
+    def get(self, connect: float, read: float) -> tuple[Any, CappedSend]:
+        """The client for these timeouts (rounded to 10 ms), created on first use."""
+        key = (round(connect, 2), round(read, 2))
+        with self._lock:
+            if self.aws is not None and self.aws.spent:
+                self.aws = None
+                self._clients.clear()
+            client = self._clients.get(key)
+            if client is None:
+                if self.aws is None:
+                    # Checks the environment and the files it names (exit 78 naming the
+                    # variable), and bounds every answer of every client and credential fetcher.
+                    self.aws = AwsSession(
+                        connect_timeout=self._connect_timeout,
+                        read_timeout=self._read_timeout,
+                        session=self._session,
+                    )
+                client = self._create(self.aws, *key, first=not self._clients)
+                self._clients[key] = client
+            return client
+
+    def refreshes_classified(self) -> contextlib.AbstractContextManager[None]:
+        """Around a call: a credential refresh that fails mid-call, classified as a credential
+        failure (`AwsSession.refreshes_classified`); nothing when botocore refreshes nothing."""
+        if self.aws is None or self._explicit:
+            return contextlib.nullcontext()
+        return self.aws.refreshes_classified()

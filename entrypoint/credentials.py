@@ -18,7 +18,20 @@ from dataclasses import dataclass
 
 from .logs import event
 
-__all__ = ["CredentialSource", "announce_credentials", "describe_credentials"]
+__all__ = ["CredentialSource", "StaticCredentials", "announce_credentials", "describe_credentials"]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Explicit credentials (the demo and tests). Production uses botocore's provider chain."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print a secret, even by accident
+        return f"StaticCredentials(access_key_id={self.access_key_id[:4]}…)"
+
 
 # botocore's ContainerMetadataFetcher: 169.254.170.23 / fd00:ec2::23 is the EKS Pod Identity agent.
 _POD_IDENTITY_HOSTS = frozenset({"169.254.170.23", "fd00:ec2::23"})

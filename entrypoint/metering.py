@@ -14,14 +14,10 @@ bound, the size and duration of an answer, `entrypoint.capped.CappedSend` does.
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ._version import __version__
 from .answers import (
     METER_USAGE_ROLE_REMEDY,
     MeterUsageAnswer,
@@ -34,11 +30,11 @@ from .answers import (
     classify_sts_error,
     classify_unparsable,
 )
-from .awssession import AwsSession, bounded_sender
+from .awssession import AwsSession, ClientCache, attempt_timeouts, bounded_sender, client_options
 from .capped import CappedSend, OversizedAnswer
-from .credentials import CredentialSource
+from .credentials import CredentialSource, StaticCredentials
 from .errors import ConfigurationError, EntrypointError, ServiceError, one_line
-from .sdk import classify_botocore, raised_in
+from .sdk import classify_botocore, error_parts, raised_in
 
 if TYPE_CHECKING:
     from botocore.session import Session
@@ -86,18 +82,6 @@ class MeterUsageClient(Protocol):
     ) -> MeterUsageAnswer: ...
 
 
-@dataclass(frozen=True, slots=True)
-class StaticCredentials:
-    """Explicit credentials (the demo and tests). Production uses botocore's provider chain."""
-
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:  # never print a secret, even by accident
-        return f"StaticCredentials(access_key_id={self.access_key_id[:4]}…)"
-
-
 class BotocoreMeteringClient:
     """RegisterUsage through botocore, one attempt per call.
 
@@ -122,58 +106,37 @@ class BotocoreMeteringClient:
         self.read_timeout = read_timeout
         self.endpoint_url = endpoint_url
         self._credentials = credentials
-        self._session = session
-        self._aws: AwsSession | None = None
-        self._clients: dict[tuple[float, float], tuple[MarketplaceMeteringClient, CappedSend]] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientCache(
+            self._create,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            session=session,
+            explicit_credentials=credentials is not None,
+        )
         self.credential_source: CredentialSource | None = None
 
-    def _client(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
-        key = (round(connect, 2), round(read, 2))
-        with self._lock:
-            if self._aws is not None and self._aws.spent:
-                # Fetching credentials failed: the next attempt starts from a new session.
-                self._aws = None
-                self._clients.clear()
-            client = self._clients.get(key)
-            if client is None:
-                client = self._create(*key)
-                self._clients[key] = client
-            return client
+    def _client(self, timeout: float | None) -> tuple[MarketplaceMeteringClient, CappedSend]:
+        connect, read = attempt_timeouts(self.connect_timeout, self.read_timeout, timeout)
+        client, sender = self._clients.get(connect, read)
+        return cast("MarketplaceMeteringClient", client), sender
 
-    def _create(self, connect: float, read: float) -> tuple[MarketplaceMeteringClient, CappedSend]:
-        from botocore.config import Config
+    def _create(
+        self,
+        aws: AwsSession,
+        connect: float,
+        read: float,
+        *,
+        first: bool,  # noqa: ARG002 - Metering checks nothing once per session
+    ) -> tuple[Any, CappedSend]:
         from botocore.exceptions import BotoCoreError
 
-        if self._aws is None:
-            # Checks the environment and the files it names (exit 78 naming the variable), and
-            # bounds every answer of every client and credential fetcher (entrypoint.awssession).
-            self._aws = AwsSession(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                session=self._session,
-            )
         if self._credentials is None:
-            self.credential_source = self._aws.resolve_credentials()
-        config = Config(
-            region_name=self.region,
-            connect_timeout=connect,
-            read_timeout=read,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            user_agent_extra=f"marketplace-entrypoint/{__version__}",
-        )
-        kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
+            self.credential_source = aws.resolve_credentials()
+        kwargs = client_options(self.region, connect, read, self._credentials)
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
-        if self._credentials is not None:
-            kwargs["aws_access_key_id"] = self._credentials.access_key_id
-            kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
-            kwargs["aws_session_token"] = self._credentials.session_token
         try:
-            client = cast(
-                "MarketplaceMeteringClient",
-                self._aws.create_client("meteringmarketplace", **kwargs),
-            )
+            client = aws.create_client("meteringmarketplace", **kwargs)
         except BotoCoreError as exc:
             raise classify_botocore(exc) from None
         except ValueError as exc:  # botocore refuses malformed endpoint URLs with ValueError
@@ -185,16 +148,10 @@ class BotocoreMeteringClient:
         # HTTP session botocore resolved for it (per client, so per timeout).
         return client, bounded_sender(client)
 
-    def _refreshes_classified(self) -> contextlib.AbstractContextManager[None]:
-        """A credential refresh that fails mid-call, classified as a credential failure."""
-        if self._aws is None or self._credentials is not None:  # nothing botocore refreshes
-            return contextlib.nullcontext()
-        return self._aws.refreshes_classified()
-
     def prepare(self) -> str:
         """Create the client (resolving credentials) without calling the API; return the endpoint
         URL botocore will use. For the ``check`` command."""
-        client, _ = self._client(self.connect_timeout, self.read_timeout)
+        client, _ = self._client(None)
         return str(client.meta.endpoint_url)
 
     def register_usage(
@@ -208,30 +165,21 @@ class BotocoreMeteringClient:
         from botocore.exceptions import BotoCoreError, ClientError
         from botocore.parsers import ResponseParserError
 
-        connect, read = self.connect_timeout, self.read_timeout
-        if timeout is not None:
-            # The last attempts before the deadline get shorter timeouts, so the whole
-            # bootstrap ends within the deadline (plus scheduling slack), not a timeout later.
-            connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        client, sender = self._client(connect, read)
+        client, sender = self._client(timeout)
         try:
-            with self._refreshes_classified():
+            with self._clients.refreshes_classified():
                 response = client.register_usage(
                     ProductCode=product_code, PublicKeyVersion=public_key_version, Nonce=nonce
                 )
         except (Transient, EntrypointError):
             raise
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             classify = (
                 classify_client_error
                 if exc.operation_name == "RegisterUsage"
                 else classify_sts_error  # IRSA credentials refreshed during the call
             )
-            raise classify(
-                str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
-            ) from None
+            raise classify(*error_parts(exc)) from None
         except OversizedAnswer as exc:
             raise classify_oversized(exc.status, exc.size) from None
         except BotoCoreError as exc:
@@ -270,10 +218,7 @@ class BotocoreMeteringClient:
         from botocore.exceptions import BotoCoreError, ClientError
         from botocore.parsers import ResponseParserError
 
-        connect, read = self.connect_timeout, self.read_timeout
-        if timeout is not None:
-            connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        client, _ = self._client(connect, read)
+        client, _ = self._client(timeout)
         params: dict[str, Any] = {
             "ProductCode": product_code,
             "Timestamp": timestamp,
@@ -283,21 +228,17 @@ class BotocoreMeteringClient:
         }
         params.update(_quantity_parameter(client, quantity))
         try:
-            with self._refreshes_classified():
+            with self._clients.refreshes_classified():
                 response: Mapping[str, Any] = client.meter_usage(**params)
         except (Transient, EntrypointError):
             raise
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = str(error.get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            code, status, message = error_parts(exc)
             if dry_run and code == "DryRunOperation":
                 # MeterUsageRequest.DryRun: "If you have the permissions, the request returns
                 # DryRunOperation; otherwise, it returns UnauthorizedException."
                 return MeterUsageAnswer(record_id=None, dry_run=True)
-            raise classify_meter_usage_error(
-                code, int(status or 0), str(error.get("Message", ""))
-            ) from None
+            raise classify_meter_usage_error(code, status, message) from None
         except OversizedAnswer as exc:  # the ClientToken makes sending the record again safe
             raise Transient("OversizedAnswer", str(exc)) from None
         except BotoCoreError as exc:

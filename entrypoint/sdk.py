@@ -20,11 +20,18 @@ from .credentials import CredentialSource, announce_credentials
 from .errors import ConfigurationError, EntrypointError, one_line
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from botocore.session import Session
 
     from .capped import BoundedSession
 
-__all__ = ["classify_botocore", "classify_credential_failure", "raised_in", "resolve_credentials"]
+__all__ = [
+    "classify_botocore",
+    "classify_credential_failure",
+    "error_parts",
+    "raised_in",
+    "resolve_credentials",
+]
 
 _CONTAINER_REMEDY = (
     "ECS (and the EKS Pod Identity agent) set AWS_CONTAINER_CREDENTIALS_RELATIVE_URI / "
@@ -75,6 +82,14 @@ def resolve_credentials(
     )
 
 
+def error_parts(exc: ClientError) -> tuple[str, int, str]:
+    """A botocore ``ClientError``'s code, HTTP status (0 when absent) and message, as text and
+    an integer whatever types the answer carried."""
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
+
+
 def raised_in(exc: BaseException, package: str) -> bool:
     """Whether any frame of ``exc``'s traceback ran code of ``package`` (a module or a package
     prefix such as ``botocore.``)."""
@@ -108,11 +123,7 @@ def classify_credential_failure(
         source = f" from {exc.host}" if exc.host else ""
         return Transient("CredentialAnswerRefused", f"the credentials answer{source}: {text}")
     if isinstance(exc, bx.ClientError):
-        error = exc.response.get("Error", {})
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return classify_sts_error(
-            str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
-        )
+        return classify_sts_error(*error_parts(exc))
     if isinstance(exc, ResponseParserError):  # not a BotoCoreError: lives in botocore.parsers
         return Transient("CredentialAnswerUnparsable", f"STS's answer could not be parsed: {text}")
     if isinstance(exc, bx.CredentialRetrievalError) and container_fetch is not None:

@@ -22,19 +22,22 @@ What each answer means is `entrypoint.license.answers`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from entrypoint._version import __version__
 from entrypoint.answers import Transient
-from entrypoint.awssession import AwsSession, bounded_sender
+from entrypoint.awssession import (
+    AwsSession,
+    ClientCache,
+    attempt_timeouts,
+    bounded_sender,
+    client_options,
+)
 from entrypoint.capped import CappedSend, OversizedAnswer
-from entrypoint.credentials import CredentialSource
+from entrypoint.credentials import CredentialSource, StaticCredentials
 from entrypoint.errors import (
     ConfigurationError,
     EntrypointError,
@@ -43,8 +46,7 @@ from entrypoint.errors import (
     one_line,
 )
 from entrypoint.logs import event
-from entrypoint.metering import StaticCredentials
-from entrypoint.sdk import classify_botocore, raised_in
+from entrypoint.sdk import classify_botocore, error_parts, raised_in
 
 from .answers import (
     LICENSE_ROLE_REMEDY,
@@ -128,62 +130,42 @@ class BotocoreLicenseClient:
         self.endpoint_url = endpoint_url
         self.ca_bundle = ca_bundle
         self._credentials = credentials
-        self._session = session
-        self._aws: AwsSession | None = None
-        self._clients: dict[tuple[float, float], tuple[Any, CappedSend]] = {}
-        self._lock = threading.Lock()
+        self._clients = ClientCache(
+            self._create,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            session=session,
+            explicit_credentials=credentials is not None,
+        )
         self.credential_source: CredentialSource | None = None
         self.verify: str | bool | None = None  # what TLS trusts: a CA bundle path, or botocore's
 
     # -- client creation ------------------------------------------------------------------------
     def _client(self, timeout: float | None) -> tuple[Any, CappedSend]:
-        connect, read = self.connect_timeout, self.read_timeout
-        if timeout is not None:  # near the deadline, shorter attempts (as for RegisterUsage)
-            connect, read = min(connect, max(timeout, 0.05)), min(read, max(timeout, 0.05))
-        key = (round(connect, 2), round(read, 2))
-        with self._lock:
-            if self._aws is not None and self._aws.spent:
-                # Fetching credentials failed: the next attempt starts from a new session.
-                self._aws = None
-                self._clients.clear()
-            client = self._clients.get(key)
-            if client is None:
-                client = self._create(*key)
-                self._clients[key] = client
-            return client
+        # Near the deadline, shorter attempts (as for RegisterUsage).
+        return self._clients.get(
+            *attempt_timeouts(self.connect_timeout, self.read_timeout, timeout)
+        )
 
     def _kwargs(self, connect: float, read: float, *, pinned: bool) -> dict[str, Any]:
-        from botocore.config import Config
-
-        config = Config(
-            region_name=self.region,
-            connect_timeout=connect,
-            read_timeout=read,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            user_agent_extra=f"marketplace-entrypoint/{__version__}",
+        return client_options(
+            self.region,
+            connect,
+            read,
+            self._credentials,
             # botocore >= 1.31 (botocore-stubs do not list it yet).
-            ignore_configured_endpoint_urls=True if pinned else None,  # type: ignore[call-arg]
+            ignore_configured_endpoint_urls=True if pinned else None,
         )
-        kwargs: dict[str, Any] = {"region_name": self.region, "config": config}
-        if self._credentials is not None:
-            kwargs["aws_access_key_id"] = self._credentials.access_key_id
-            kwargs["aws_secret_access_key"] = self._credentials.secret_access_key
-            kwargs["aws_session_token"] = self._credentials.session_token
-        return kwargs
 
-    def _create(self, connect: float, read: float) -> tuple[Any, CappedSend]:
+    def _create(
+        self, aws: AwsSession, connect: float, read: float, *, first: bool
+    ) -> tuple[Any, CappedSend]:
+        """A client from ``aws``; the first of a session also checks what the session is
+        configured with: the CA settings it ignores (a warning) and any configured endpoint."""
         from botocore.exceptions import BotoCoreError
         from botocore.httpsession import get_cert_path
 
-        if self._aws is None:
-            # Checks the environment and the files it names, and bounds every answer of every
-            # client and credential fetcher (entrypoint.awssession), as for Metering.
-            self._aws = AwsSession(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                session=self._session,
-            )
-        session = self._aws.botocore
+        session = aws.botocore
         pinned = not self.allow_overrides
         kwargs = self._kwargs(connect, read, pinned=pinned)
         if self.endpoint_url is not None:
@@ -193,15 +175,13 @@ class BotocoreLicenseClient:
         elif pinned:
             # The image's bundle (certifi's or botocore's own), never the environment's.
             kwargs["verify"] = get_cert_path(verify=True)
-            if not self._clients:
+            if first:
                 self._warn_ignored_ca(session)
         self.verify = kwargs.get("verify")
         try:
             # Its answers go through the session's CappedSend, at License Manager's own cap.
-            client: Any = self._aws.create_client(
-                SERVICE, max_bytes=MAX_LICENSE_ANSWER_BYTES, **kwargs
-            )
-            if pinned and self.endpoint_url is None and not self._clients:
+            client: Any = aws.create_client(SERVICE, max_bytes=MAX_LICENSE_ANSWER_BYTES, **kwargs)
+            if pinned and self.endpoint_url is None and first:
                 self._refuse_configured_endpoint(session, str(client.meta.endpoint_url))
         except BotoCoreError as exc:
             raise self._classify_sdk(exc) from None
@@ -211,7 +191,7 @@ class BotocoreLicenseClient:
                 remedy="check AWS_ENDPOINT_URL_LICENSE_MANAGER and the AWS config file",
             ) from None
         if self._credentials is None:
-            self.credential_source = self._aws.resolve_credentials(LICENSE_ROLE_REMEDY)
+            self.credential_source = aws.resolve_credentials(LICENSE_ROLE_REMEDY)
         return client, bounded_sender(client)
 
     def _refuse_configured_endpoint(self, session: Session, pinned_url: str) -> None:
@@ -261,31 +241,21 @@ class BotocoreLicenseClient:
         from botocore.parsers import ResponseParserError
 
         client, sender = self._client(timeout)
-        refreshes = (
-            self._aws.refreshes_classified()
-            if self._aws is not None and self._credentials is None
-            else contextlib.nullcontext()
-        )
         try:
-            with refreshes:  # credentials botocore refreshes while it signs: their failures
+            # Credentials botocore refreshes while it signs: their failures are classified so.
+            with self._clients.refreshes_classified():
                 return call(client)
         except (Transient, EntrypointError):
             raise
         except ClientError as exc:
-            error = exc.response.get("Error", {})
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if exc.operation_name != operation:  # IRSA credentials refreshed during the call
                 from entrypoint.answers import classify_sts_error
 
-                raise classify_sts_error(
-                    str(error.get("Code", "")), int(status or 0), str(error.get("Message", ""))
-                ) from None
+                raise classify_sts_error(*error_parts(exc)) from None
             location = exc.response.get("Location")
             raise classify_license_error(
                 operation,
-                str(error.get("Code", "")),
-                int(status or 0),
-                str(error.get("Message", "")),
+                *error_parts(exc),
                 location=location if isinstance(location, str) else None,
             ) from None
         except OversizedAnswer as exc:
