@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint import ExitCode
+from entrypoint.answers import MeterUsageAnswer
 from entrypoint.emulator import Emulator, ProductBehavior
 from entrypoint.meter.hours import hour_start, seconds_to_next_hour
 
@@ -161,6 +162,47 @@ def test_serve_leaves_the_current_hour_to_a_process_still_metering(
         product.stdin.flush()
         assert product.stdout.readline().strip() == "closed [('users', '4')]"
     assert [(r.dimension, r.quantity) for r in emulator.records(billed=True)] == [("users", "4")]
+
+
+def test_a_started_meter_counts_as_alive_before_its_sender_thread_runs(tmp_path: Path) -> None:
+    """The race behind the test above: a sidecar that stops between a product's `start()` and its
+    sender thread's first step must still see the product and leave its hour open. The thread's
+    clock is held back here until the check is done, so it cannot have claimed anything."""
+    from entrypoint.meter import Meter
+    from entrypoint.meter.opening import open_store
+
+    released = threading.Event()
+    main = threading.main_thread()
+
+    def clock() -> float:
+        if threading.current_thread() is not main:
+            released.wait(30)
+        return time.time()
+
+    store = tmp_path / "usage.db"
+    meter = Meter(
+        product_code="prod-serve",
+        dimensions=["users"],
+        state_file=store,
+        client=NoSends(),
+        clock=clock,
+    ).start(preflight=False)
+    try:
+        reader = open_store(store, product_code="prod-serve", dimensions=["users"], shard=False)
+        try:
+            assert [m.kind for m in reader.members(time.time())] == ["meter"]
+        finally:
+            reader.close()
+    finally:
+        released.set()
+        meter.close()
+
+
+class NoSends:
+    """A MeterUsage client the test never lets the meter call."""
+
+    def meter_usage(self, **_: object) -> MeterUsageAnswer:
+        raise AssertionError("the meter sent usage")
 
 
 def test_serve_refuses_an_unknown_dimension_at_start(emulator: Emulator, tmp_path: Path) -> None:

@@ -172,6 +172,11 @@ class Meter:
                 )
             if not background:  # else the sender thread does it first thing, without blocking
                 self.start_report = self.send_due()
+            else:
+                # A member of the task from now on, before the first add: a sender that stops
+                # while the thread has yet to run must still see this process and leave the
+                # current hour open (sender.shutdown).
+                self._sender.claim()
         except BaseException:
             self._store = self._sender = None
             store.close()
