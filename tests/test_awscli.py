@@ -64,6 +64,8 @@ def iso(timestamp: float) -> str:
 
 
 class Cli:
+    SERVICE = "meteringmarketplace"  # the AWS CLI's name for the service called
+
     def __init__(self, emulator: Emulator) -> None:
         self.env = {
             "PATH": "/usr/bin:/bin",
@@ -80,7 +82,7 @@ class Cli:
 
     def __call__(self, operation: str, *args: str) -> Invocation:
         done = subprocess.run(
-            [str(AWS), "meteringmarketplace", operation, *args, "--output", "json"],
+            [str(AWS), self.SERVICE, operation, *args, "--output", "json"],
             env=self.env,
             capture_output=True,
             text=True,

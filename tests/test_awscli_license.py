@@ -9,7 +9,6 @@ product, so their order does not matter across scenarios, only within one.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,12 +19,14 @@ from entrypoint.emulator import Emulator, Principal
 
 from .license_support import FINGERPRINT
 from .support import KEYS
-from .test_awscli import AWS, Invocation
 from .test_awscli import Cli as MeteringCli
+from .test_awscli import Invocation
 
 
 class Cli(MeteringCli):
     """tests/test_awscli.py's CLI environment, pointed at License Manager instead."""
+
+    SERVICE = "license-manager"
 
     def __init__(self, emulator: Emulator, access_key: str | None = None) -> None:
         super().__init__(emulator)
@@ -37,17 +38,6 @@ class Cli(MeteringCli):
                 access_key,
                 "denied-secret",
             )
-
-    def __call__(self, operation: str, *args: str) -> Invocation:
-        done = subprocess.run(
-            [str(AWS), "license-manager", operation, *args, "--output", "json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        return Invocation(done.returncode, done.stdout, done.stderr)
 
     def checkout(self, sku: str, *entitlements: str, kind: str = "PROVISIONAL") -> Invocation:
         return self(
